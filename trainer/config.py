@@ -1,0 +1,295 @@
+"""Typed training configuration. Dataclasses hold every default; YAML and `--set` only override.
+
+Loading is strict: an unknown key, a value of the wrong type, or a value out of range is a
+`ConfigError` whose one-line message names the file and the dotted key, so the CLI can print it and
+exit 2 before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem (exit code 2, one line)."""
+
+
+@dataclass
+class ModelConfig:
+    # Field names match Hugging Face's MiniMaxM2Config one-to-one (export relies on it), except
+    # `router_bias_update_rate`, which is a training-time knob of the aux-loss-free balancer.
+    vocab_size: int = 128
+    hidden_size: int = 128
+    intermediate_size: int = 128  # width of one expert's SwiGLU
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 32
+    rotary_dim: int = 16  # partial RoPE: only the first rotary_dim channels of each head rotate
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 1024
+    num_local_experts: int = 8
+    num_experts_per_tok: int = 2
+    rms_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+    hidden_act: str = "silu"
+    use_qk_norm: bool = True
+    qk_norm_type: str = "per_layer"
+    scoring_func: str = "sigmoid"
+    use_routing_bias: bool = True
+    tie_word_embeddings: bool = False
+    router_bias_update_rate: float = 1e-3  # 0 disables balancing; the sign is the user's to get right
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "num_key_value_heads", "head_dim",
+                     "max_position_embeddings", "num_local_experts", "num_experts_per_tok"):
+            _require(getattr(self, name) > 0, f"model.{name}", "must be > 0")
+        _require(self.num_attention_heads % self.num_key_value_heads == 0, "model.num_key_value_heads",
+                 f"must divide num_attention_heads ({self.num_attention_heads})")
+        _require(0 < self.rotary_dim <= self.head_dim and self.rotary_dim % 2 == 0, "model.rotary_dim",
+                 f"must be even and in (0, head_dim={self.head_dim}]")
+        _require(self.num_experts_per_tok <= self.num_local_experts, "model.num_experts_per_tok",
+                 f"must be <= num_local_experts ({self.num_local_experts})")
+        _require(self.hidden_act == "silu", "model.hidden_act", "only 'silu' is implemented")
+        _require(self.qk_norm_type == "per_layer", "model.qk_norm_type", "only 'per_layer' is implemented")
+        _require(self.scoring_func == "sigmoid", "model.scoring_func", "only 'sigmoid' is implemented")
+        _require(not self.tie_word_embeddings, "model.tie_word_embeddings", "MiniMax-M2 unties the LM head")
+
+
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {},  # the dataclass defaults: ~1.4 M parameters, trains on 2 CPU cores in minutes
+    "gpu": dict(hidden_size=1024, intermediate_size=512, num_hidden_layers=12, num_attention_heads=16,
+                num_key_value_heads=4, head_dim=64, rotary_dim=32, num_local_experts=32,
+                num_experts_per_tok=4, max_position_embeddings=8192),
+}
+
+
+@dataclass
+class TaskConfig:
+    mix: dict[str, float] = field(default_factory=lambda: {"addition": 1.0})
+    params: dict[str, dict] = field(default_factory=dict)  # per-task generator params
+    preamble_chars: int = 0  # shared system preamble length; groups then share a long prefix
+    eval_size: int = 200
+    eval_seed: int = 1234
+
+
+@dataclass
+class SFTConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 6e-3
+    warmup_steps: int = 50
+    eval_every: int = 300
+
+
+@dataclass
+class RLConfig:
+    steps: int = 60
+    prompts_per_step: int = 16
+    group_size: int = 8  # G samples per prompt
+    temperature: float = 1.0
+    max_new_tokens: int = 8  # per assistant turn
+    lr: float = 3e-4
+    # CISPO clips the stop-gradient weight r to [1-eps_low, 1+eps_high]. eps_low >= 1 means no
+    # lower bound (MiniMax's choice). TRL's `epsilon_high` is an absolute cap on r: TRL 5.0 == eps_high 4.0.
+    eps_low: float = 1.0
+    eps_high: float = 4.0
+    adv_norm: str = "std"  # "std" divides by the group std (GRPO), "none" only centres
+    adv_eps: float = 1e-4  # added to the group std; 0 turns a zero-variance group into 0/0
+    updates_per_batch: int = 2  # optimiser steps per rollout batch; later ones are off-policy (r != 1)
+    eval_every: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.adv_norm in ("std", "none"), "rl.adv_norm", "must be 'std' or 'none'")
+        _require(self.temperature > 0, "rl.temperature", "must be > 0")
+        _require(self.eps_low >= 0 and self.eps_high >= 0, "rl.eps_low", "clip widths must be >= 0")
+        _require(self.adv_eps >= 0, "rl.adv_eps", "must be >= 0")
+        for name in ("prompts_per_step", "group_size", "max_new_tokens", "updates_per_batch", "eval_every"):
+            _require(getattr(self, name) > 0, f"rl.{name}", "must be > 0")
+
+
+@dataclass
+class OptimConfig:
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping (the health guard still sees the raw norm)
+
+
+@dataclass
+class HealthConfig:
+    max_grad_norm: float = 1e4  # raw (pre-clip) gradient norm above this counts as an explosion
+    grad_explosion_steps: int = 3  # consecutive exploding steps before the run fails
+    router_collapse_share: float = 0.95  # share of tokens routed to the busiest expert
+    router_collapse_evals: int = 3
+    entropy_floor: float = 0.02  # nats per generated token
+    entropy_collapse_steps: int = 5
+    entropy_collapse_max_reward: float = 0.5  # near-deterministic *and* still wrong is a collapse
+    reward_zero_steps: int = 10  # RL steps with mean reward exactly 0 before reward_collapse
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0  # RL steps between checkpoints; 0 keeps only sft.pt and final.pt
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads; 0 = all cores
+    max_wall_s: float = 1800.0
+    max_memory_mb: int = 0  # address-space limit (RLIMIT_AS) for this process; 0 = none
+    hook_timeout_s: float = 30.0  # a scaffold hook that runs longer is a scaffold_error
+
+    def __post_init__(self) -> None:
+        _require(self.device in ("auto", "cpu", "cuda"), "run.device", "must be auto, cpu or cuda")
+        _require(self.max_wall_s > 0, "run.max_wall_s", "must be > 0")
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    experiment: str = "trainer"
+    uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    scaffold: str = ""  # path to a scaffold file, relative to the config file
+
+
+def _require(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {why}")
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults <- YAML file <- `key=value` overrides. Raises ConfigError with a one-line message."""
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections (model:, rl:, ...)")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set rl.lr=1e-4")
+        _assign(raw, key.strip().split("."), yaml.safe_load(value) if value.strip() else "")
+        where = f"{where} (with --set)" if "--set" not in where else where
+    try:
+        cfg = _build(TrainConfig, raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if cfg.scaffold and path is not None and not Path(cfg.scaffold).is_absolute():
+        cfg.scaffold = str((path.parent / cfg.scaffold).resolve())
+    return cfg
+
+
+def _assign(tree: dict, keys: list[str], value: Any) -> None:
+    for k in keys[:-1]:
+        node = tree.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(keys)}: {k} is not a section")
+        tree = node
+    tree[keys[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'top level'}: expected a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    if cls is ModelConfig and "preset" in raw:
+        preset = raw.pop("preset")
+        if preset not in MODEL_PRESETS:
+            raise ConfigError(f"{prefix}preset: unknown preset {preset!r}; choose one of {sorted(MODEL_PRESETS)}")
+        raw = {**MODEL_PRESETS[preset], **raw}
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            known = ", ".join(sorted(names | ({"preset"} if cls is ModelConfig else set())))
+            raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {known})")
+    kwargs = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        # __post_init__ names keys relative to the root; it already carries the section
+        raise ConfigError(str(e)) from None
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is dict:
+        if isinstance(value, dict):
+            _, vt = typing.get_args(hint)
+            return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    elif origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            try:
+                return _coerce(value, arm, key)
+            except ConfigError:
+                continue
+    elif hint is dict:
+        if isinstance(value, dict):
+            return value
+    else:
+        raise AssertionError(f"unsupported config type {hint} at {key}")
+    name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"{key}: expected {name}, got {value!r} ({type(value).__name__})")
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

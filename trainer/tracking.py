@@ -1,0 +1,75 @@
+"""MLflow logging for one training run, and a null tracker with the same methods.
+
+Metrics are buffered and flushed in batches: one SQLite write per step would cost more than a tiny
+model's training step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+class NullTracker:
+    run_id: str | None = None
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None: ...
+    def flush(self) -> None: ...
+    def finish(self, status: str, tags: dict[str, str], artifacts: list[Path]) -> None: ...
+
+
+class MlflowTracker(NullTracker):
+    def __init__(self, uri: str, experiment: str, run_name: str, flush_every: int = 50):
+        import logging
+
+        import mlflow  # slow to import; only runs that track pay for it
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep stderr for errors only
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        tags = {"mlflow.runName": run_name}
+        parent = os.environ.get("EVOLVE_PARENT_RUN_ID")  # set by a campaign that launched us
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        self.run_id = self.client.create_run(exp_id, tags=tags).info.run_id
+        self._buffer: list = []
+        self._flush_every = flush_every
+        self._metric_cls = mlflow.entities.Metric
+        self._param_cls = mlflow.entities.Param
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [self._param_cls(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self._buffer += [self._metric_cls(k, float(v), now, step) for k, v in metrics.items()]
+        if len(self._buffer) >= self._flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._buffer), 1000):
+            self.client.log_batch(self.run_id, metrics=self._buffer[i:i + 1000])
+        self._buffer = []
+
+    def finish(self, status: str, tags: dict[str, str], artifacts: list[Path]) -> None:
+        self.flush()
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+        for path in artifacts:
+            if path.is_file():
+                self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, "FINISHED" if status == "succeeded" else "FAILED")
+
+
+def make_tracker(enabled: bool, uri: str, experiment: str, run_name: str) -> NullTracker:
+    return MlflowTracker(uri, experiment, run_name) if enabled else NullTracker()
