@@ -88,3 +88,17 @@ def test_evolve_cli_forwards_train(tmp_path):
 def test_help_runs_without_torch_errors():
     proc = run_trainer("--help")
     assert proc.returncode == 0 and "--scaffold" in proc.stdout
+
+
+def test_sft_demonstration_budget_is_a_fixed_pool_outside_the_eval_set(tmp_path):
+    from trainer.config import load_config
+    from trainer.rundir import RunDir
+    from trainer.scaffold import Scaffold
+    from trainer.tracking import NullTracker
+    from trainer.train import Trainer
+
+    cfg = load_config(TEMPLATES / "rl-default/config.yaml", ["sft.examples=7", "task.eval_size=50"])
+    first = Trainer(cfg, RunDir(tmp_path / "a"), Scaffold(None), NullTracker())
+    again = Trainer(cfg, RunDir(tmp_path / "b"), Scaffold(None), NullTracker())
+    assert len(first.sft_pool) == 7 and first.sft_pool == again.sft_pool  # same pool on resume
+    assert not {p.key for p in first.sft_pool} & first.held_out

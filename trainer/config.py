@@ -88,6 +88,10 @@ class SFTConfig:
     lr: float = 6e-3
     warmup_steps: int = 50
     eval_every: int = 300
+    # Distinct demonstrations SFT may use (0 = a fresh problem every time). A finite budget is the
+    # usual situation (demonstrations cost, the verifier is free) and leaves RL problems SFT has not
+    # memorised, which is where RL's signal comes from.
+    examples: int = 0
 
 
 @dataclass

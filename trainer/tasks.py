@@ -277,9 +277,10 @@ def _allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
 
 
 def _random_operand(rng: random.Random, max_digits: int) -> int:
-    # Digit count first, so short and long operands are equally common; one digit allows 0.
-    digits = rng.randint(1, max_digits)
-    return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+    # Uniform over 0 .. 10**max_digits - 1. A digit-count-first draw would make the 100 one-digit pairs
+    # a quarter of all draws, so a held-out eval set would swallow most of them and training would
+    # never see "3+5=" at all.
+    return rng.randint(0, 10**max_digits - 1)
 
 
 def _is_int(value: object) -> bool:

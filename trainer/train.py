@@ -50,6 +50,8 @@ class Trainer:
             raise ConfigError(f"model.vocab_size: must be >= the tokenizer's {self.tok.vocab_size}")
         self.mix, self.eval_problems = build_tasks(cfg)
         self.held_out = keys(self.eval_problems)
+        pool_rng = random.Random(f"sft-pool:{cfg.run.seed}")  # its own stream: same pool on resume
+        self.sft_pool = [self.mix.sample(pool_rng, self.held_out) for _ in range(cfg.sft.examples)]
         torch.manual_seed(cfg.run.seed)
         self.rng = random.Random(cfg.run.seed)
         use_cuda = cfg.run.device == "cuda" or (cfg.run.device == "auto" and torch.cuda.is_available())
@@ -89,7 +91,10 @@ class Trainer:
             t0 = time.time()
             for group in self.opt.param_groups:
                 group["lr"] = _warmup_cosine(self.step, c.steps, c.warmup_steps, c.lr)
-            problems = [self.mix.sample(self.rng, self.held_out) for _ in range(c.batch_size)]
+            if self.sft_pool:
+                problems = [self.rng.choice(self.sft_pool) for _ in range(c.batch_size)]
+            else:
+                problems = [self.mix.sample(self.rng, self.held_out) for _ in range(c.batch_size)]
             seqs = [demonstration_sequence(self.tok, self.scaffold.build_prompt(p),
                                            self.mix.task_for(p).demonstration(p)) for p in problems]
             ids_BT, target_BT = _pad([s for s, _ in seqs], self.tok.pad_id), _pad([m for _, m in seqs], False)
