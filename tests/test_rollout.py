@@ -70,7 +70,7 @@ def test_tool_episode_layout_matches_the_sft_demonstration_layout():
                 logits[b, -1, demo_tokens[len(h)] if len(h) < len(demo_tokens) else TOK.eos_id] = 0.0
             return ModelOutput(logits, torch.zeros(1, 1))
 
-    (traj,) = run_episodes(Scripted(), TOK, mix.tasks, [problem], 1, 12, greedy=True)
+    (traj,) = run_episodes(Scripted(), TOK, mix.tasks, [problem], 1, 20, greedy=True)
     assert traj.tokens == demo_tokens
     assert traj.generated == target
     assert traj.reward == 1.0 and len(traj.turns) == 2
