@@ -112,6 +112,8 @@ class RLConfig:
     # batch off-policy, where CISPO's clipped weights act. On addition 1 learned fastest per second.
     updates_per_batch: int = 1
     eval_every: int = 25
+    # Compute each group's shared prefix once (trainer/prefix_tree.py); exact, so off only to compare.
+    merge_prefixes: bool = True
 
     def __post_init__(self) -> None:
         _require(self.adv_norm in ("std", "none"), "rl.adv_norm", "must be 'std' or 'none'")

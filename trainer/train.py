@@ -28,8 +28,9 @@ import torch
 from trainer.config import ConfigError, TrainConfig, load_config, to_dict
 from trainer.deadline import deadline
 from trainer.health import HealthMonitor, TrainingFailure
-from trainer.losses import cispo_loss, group_advantages, sft_loss, token_logp_entropy
+from trainer.losses import cispo_loss, group_advantages, sft_loss
 from trainer.model import MoETransformer
+from trainer.prefix_tree import flatten_targets, sequence_logp
 from trainer.rollout import Trajectory, demonstration_sequence, run_episodes
 from trainer.rundir import RunDir
 from trainer.scaffold import Scaffold, ScaffoldError
@@ -147,31 +148,35 @@ class Trainer:
                 self.save(f"step-{self.step}.pt")
 
     def _update(self, trajs: list[Trajectory], adv_N: torch.Tensor) -> dict:
-        """`updates_per_batch` CISPO steps over disjoint shuffled slices of the rollout batch."""
+        """`updates_per_batch` CISPO steps over disjoint shuffled slices of the rollout batch's groups;
+        each group (one prompt's samples) is one prefix tree unless `rl.merge_prefixes` is off."""
         c = self.cfg.rl
         self.model.train()
-        order = self.rng.sample(range(len(trajs)), len(trajs))
+        groups = [list(range(g * c.group_size, (g + 1) * c.group_size)) for g in range(len(trajs) // c.group_size)]
+        order = self.rng.sample(groups, len(groups))
         chunks = [order[i::c.updates_per_batch] for i in range(c.updates_per_batch)]
         sums: dict[str, float] = {}
-        t0, n_tokens = time.time(), 0
-        for idx in chunks:
+        t0, forwarded, naive = time.time(), 0, 0
+        for chunk in chunks:
+            idx = [i for group in chunk for i in group]
             batch = [trajs[i] for i in idx]
-            ids_BT = _pad([t.tokens for t in batch], self.tok.pad_id).to(self.device)
-            gen_BT = _pad([t.generated for t in batch], False)[:, 1:].to(self.device)
-            old_BT = _pad([t.behaviour_logp for t in batch], 0.0)[:, 1:].to(self.device)
-            adv_BT = adv_N[idx].to(self.device)[:, None].expand_as(old_BT)
-            out = self.model(ids_BT[:, :-1], token_mask_BT=ids_BT[:, :-1] != self.tok.pad_id)
-            logp_BT, _ = token_logp_entropy(out.logits_BTV, ids_BT[:, 1:], c.temperature)
-            weight_BT = gen_BT.float()
-            loss, stats = cispo_loss(logp_BT, old_BT, adv_BT, weight_BT, max(float(weight_BT.sum()), 1.0),
-                                     c.eps_low, c.eps_high)
-            grad_norm = self._optimise(loss, out.expert_load_LE)
-            n_tokens += int((ids_BT != self.tok.pad_id).sum())
+            rows = [list(range(k * c.group_size, (k + 1) * c.group_size)) for k in range(len(chunk))]
+            logp_N, load_LE, n_fwd, n_naive = sequence_logp(self.model, [t.tokens for t in batch], rows,
+                                                           c.temperature, self.tok.pad_id, c.merge_prefixes)
+            weight_N = torch.tensor(flatten_targets([t.generated for t in batch]), dtype=torch.float32)
+            old_N = torch.tensor(flatten_targets([t.behaviour_logp for t in batch]))
+            adv_n = torch.cat([adv_N[i].expand(len(trajs[i].tokens) - 1) for i in idx])
+            loss, stats = cispo_loss(logp_N, old_N.to(self.device), adv_n.to(self.device), weight_N.to(self.device),
+                                     max(float(weight_N.sum()), 1.0), c.eps_low, c.eps_high)
+            grad_norm = self._optimise(loss, load_LE)
+            forwarded, naive = forwarded + n_fwd, naive + n_naive
             for k, v in {"train/loss": loss.item(), "train/grad_norm": grad_norm,
                          "train/clip_low_frac": stats.clip_low_frac, "train/clip_high_frac": stats.clip_high_frac,
                          "train/ratio_mean": stats.ratio_mean}.items():
                 sums[k] = sums.get(k, 0.0) + v / len(chunks)
-        sums["perf/tokens_per_s"] = n_tokens / max(time.time() - t0, 1e-9)
+        # tokens_per_s counts naive tokens, so merged and unmerged runs compare like with like
+        sums["perf/tokens_per_s"] = naive / max(time.time() - t0, 1e-9)
+        sums["perf/merge_ratio"] = naive / max(forwarded, 1)
         return sums
 
     def _optimise(self, loss: torch.Tensor, load_LE: torch.Tensor) -> float:
