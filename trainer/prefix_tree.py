@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from trainer.losses import token_logp_entropy
+
 
 @dataclass
 class _Node:
@@ -61,7 +63,6 @@ class PackedBatch:
     pred_pos_E: torch.Tensor  # ... and packed position of the prefix's last token
     target_E: torch.Tensor  # the edge's token
     edge_of_N: torch.Tensor  # naive target (trajectory i, position j >= 1, flattened) -> edge
-    lengths: list[int]  # naive sequence lengths, to unflatten N
     n_naive_tokens: int  # sum of sequence lengths: what a naive batch would forward
     n_merged_tokens: int  # real packed tokens
 
@@ -129,7 +130,7 @@ def pack(sequences: list[list[int]], rows: list[list[int]], pad_id: int) -> Pack
         input_ids, position_ids, mask, real,
         torch.tensor(pred_row, dtype=torch.long), torch.tensor(pred_pos, dtype=torch.long),
         torch.tensor(target, dtype=torch.long), torch.tensor([e for out in edge_of_N for e in out], dtype=torch.long),
-        [len(s) for s in sequences], sum(len(s) for s in sequences), int(real.sum()))
+        sum(len(s) for s in sequences), int(real.sum()))
 
 
 def _path_indices(root: _Node, seq: list[int]) -> list[int]:
@@ -177,7 +178,6 @@ def sequence_logp(model, sequences: list[list[int]], rows: list[list[int]], temp
     ids_BT = torch.tensor([s + [pad_id] * (width - len(s)) for s in sequences], device=model.lm_head.weight.device)
     real_BT = torch.tensor([[True] * len(s) + [False] * (width - len(s)) for s in sequences], device=ids_BT.device)
     out = model(ids_BT[:, :-1], token_mask_BT=real_BT[:, :-1])
-    logits_BTV = out.logits_BTV / temperature
-    logp_BT = torch.log_softmax(logits_BTV, dim=-1).gather(-1, ids_BT[:, 1:, None]).squeeze(-1)
+    logp_BT, _ = token_logp_entropy(out.logits_BTV, ids_BT[:, 1:], temperature)
     logp_N = logp_BT[real_BT[:, 1:]]  # row-major: trajectory by trajectory, positions 1..len-1
     return logp_N, out.expert_load_LE, naive_tokens, naive_tokens

@@ -122,6 +122,14 @@ def simulate(
             heapq.heappush(events, (now + d, group.gid))
             free -= 1
 
+    def finish_next(step: int) -> None:
+        nonlocal now, free
+        now, gid = heapq.heappop(events)
+        fifo.complete(gid, None)
+        completed_at_step[gid] = step
+        free += 1
+        dispatch()
+
     dispatch()
     for step in range(steps):
         batch: list[Group] = []
@@ -130,13 +138,9 @@ def simulate(
             dispatch()  # collecting frees buffer room for producers held back by the prefetch bound
             if len(batch) == batch_groups:
                 break
-            t, gid = heapq.heappop(events)  # wait for the next rollout to finish
+            t = events[0][0]  # wait for the next rollout to finish
             idle += t - now
-            now = t
-            fifo.complete(gid, None)
-            completed_at_step[gid] = step
-            free += 1
-            dispatch()
+            finish_next(step)
         for g in batch:
             max_staleness = max(max_staleness, version - g.submit_version)
             max_wait = max(max_wait, step - completed_at_step[g.gid])
@@ -145,12 +149,7 @@ def simulate(
         # training runs while producers keep generating
         end = now + train_time
         while events and events[0][0] <= end:
-            t, gid = heapq.heappop(events)
-            now = t
-            fifo.complete(gid, None)
-            completed_at_step[gid] = step + 1
-            free += 1
-            dispatch()
+            finish_next(step + 1)
         now = end
         version += 1
     mean_submitted = sum(submitted_lengths.values()) / len(submitted_lengths)
