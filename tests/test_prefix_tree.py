@@ -29,14 +29,14 @@ def naive(m, seqs, temperature):
     return logp, ent
 
 
-def merged(m, seqs, rows, temperature):
-    packed = pack(seqs, rows, PAD)
-    out = m(packed.input_ids_RM, packed.position_ids_RM, packed.attn_mask_RMM, token_mask_BT=packed.real_RM)
+def merged(m, seqs, rows, temperature, block):
+    packed = pack(seqs, rows, PAD, block=block)
+    out = m(packed.input_ids_RM, packed.position_ids_RM, packed.tree, token_mask_BT=packed.real_RM)
     logp_E, ent_E = edge_logp_entropy(out.logits_BTV, packed, temperature)
     return naive_layout(logp_E, packed), naive_layout(ent_E, packed), packed
 
 
-def check_exact(seqs, rows, seed=0, temperature=1.0):
+def check_exact(seqs, rows, seed=0, temperature=1.0, block=4):
     rng = random.Random(seed)
     gen = [[False] * 3 + [rng.random() < 0.8 for _ in s[3:]] for s in seqs]  # some prompt/tool tokens unscored
     adv = [rng.uniform(-2, 2) for _ in seqs]
@@ -44,7 +44,7 @@ def check_exact(seqs, rows, seed=0, temperature=1.0):
     results = []
     for how in ("naive", "merged"):
         m.zero_grad()
-        logp, ent, *_ = naive(m, seqs, temperature) if how == "naive" else merged(m, seqs, rows, temperature)
+        logp, ent, *_ = naive(m, seqs, temperature) if how == "naive" else merged(m, seqs, rows, temperature, block)
         if how == "naive":
             # behaviour log-probs a bit off-policy both ways, so CISPO clips at both bounds
             torch.manual_seed(seed)
@@ -70,11 +70,12 @@ def rand_tokens(rng, n):
 
 
 @pytest.mark.parametrize("group", [1, 2, 4, 8, 16])
-def test_single_level_groups_are_exact(group):
+@pytest.mark.parametrize("block", [4, 64])  # block-sparse attention with many buckets; one dense block
+def test_single_level_groups_are_exact(group, block):
     rng = random.Random(group)
     prompt = rand_tokens(rng, 20)
     seqs = [prompt + rand_tokens(rng, rng.randint(1, 8)) for _ in range(group)]
-    check_exact(seqs, [list(range(group))], seed=group)
+    check_exact(seqs, [list(range(group))], seed=group, block=block)
 
 
 def test_multi_turn_trees_branching_inside_generated_text_are_exact():
@@ -104,7 +105,7 @@ def test_packing_stores_each_shared_token_once_with_depth_positions():
     assert packed.n_naive_tokens == 14 and packed.n_merged_tokens == 6  # 1 5 6 7 8 9
     assert packed.input_ids_RM[0].tolist() == [1, 5, 6, 7, 8, 9]
     assert packed.position_ids_RM[0].tolist() == [0, 1, 2, 3, 4, 3]  # 9 continues after 6
-    mask = packed.attn_mask_RMM[0]
+    mask = packed.tree.dense()[0]
     assert mask[5].tolist() == [True, True, True, False, False, True]  # ancestors and self only
     assert packed.merge_ratio == pytest.approx(14 / 6)
     # the branch's first token (9) is scored from its parent's last position (token 6, index 2)

@@ -66,6 +66,10 @@ class ModelConfig:
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {},  # the dataclass defaults: ~1.4 M parameters, trains on 2 CPU cores in minutes
+    # what a CPU can still train and benchmark: per-token work outweighs per-op overhead, as in real models
+    "medium": dict(hidden_size=512, intermediate_size=256, num_hidden_layers=4, num_attention_heads=8,
+                   num_key_value_heads=2, head_dim=64, rotary_dim=32, num_local_experts=16,
+                   num_experts_per_tok=2, max_position_embeddings=4096),
     "gpu": dict(hidden_size=1024, intermediate_size=512, num_hidden_layers=12, num_attention_heads=16,
                 num_key_value_heads=4, head_dim=64, rotary_dim=32, num_local_experts=32,
                 num_experts_per_tok=4, max_position_embeddings=8192),
@@ -125,6 +129,25 @@ class RLConfig:
 
 
 @dataclass
+class RolloutConfig:
+    """How RL samples reach the trainer. sync: each step generates its own batch, then trains on it.
+    async: producer threads generate ahead with the last published policy while the trainer trains;
+    the trainer takes completed groups through a windowed FIFO (trainer/scheduler.py)."""
+    mode: str = "sync"  # sync | async
+    producers: int = 2  # rollout threads (async)
+    groups_per_call: int = 8  # prompt groups a producer generates in one batched call
+    window: int = 64  # W: groups collectable ahead of the oldest uncollected one; 0 = greedy (no window)
+    max_staleness: int = 4  # policy versions a group may lag at training time; older ones are redone
+
+    def __post_init__(self) -> None:
+        _require(self.mode in ("sync", "async"), "rollout.mode", "must be 'sync' or 'async'")
+        for name in ("producers", "groups_per_call"):
+            _require(getattr(self, name) > 0, f"rollout.{name}", "must be > 0")
+        _require(self.window >= 0, "rollout.window", "must be >= 0 (0 = greedy, no window)")
+        _require(self.max_staleness >= 0, "rollout.max_staleness", "must be >= 0")
+
+
+@dataclass
 class OptimConfig:
     weight_decay: float = 0.0
     beta1: float = 0.9
@@ -176,6 +199,7 @@ class TrainConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

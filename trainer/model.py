@@ -99,8 +99,11 @@ class Attention(nn.Module):
         v_BKTD = v_BTKD.transpose(1, 2)
         if cache is not None:
             k_BKTD, v_BKTD = cache.update(self.layer, k_BKTD, v_BKTD)
-        out_BHTD = F.scaled_dot_product_attention(
-            q_BHTD, k_BKTD, v_BKTD, attn_mask=mask_B1TS, is_causal=mask_B1TS is None, enable_gqa=True)
+        if hasattr(mask_B1TS, "attend"):  # a structured mask that runs its own kernel (TreeMask)
+            out_BHTD = mask_B1TS.attend(q_BHTD, k_BKTD, v_BKTD)
+        else:
+            out_BHTD = F.scaled_dot_product_attention(
+                q_BHTD, k_BKTD, v_BKTD, attn_mask=mask_B1TS, is_causal=mask_B1TS is None, enable_gqa=True)
         return self.o_proj(out_BHTD.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
@@ -115,9 +118,19 @@ class Experts(nn.Module):
         self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * F_, D))
         self.down_proj = nn.Parameter(torch.empty(E, D, F_))
 
-    def expert(self, e: int, x_nD: torch.Tensor) -> torch.Tensor:
-        gate_nF, up_nF = F.linear(x_nD, self.gate_up_proj[e]).chunk(2, dim=-1)
-        return F.linear(F.silu(gate_nF) * up_nF, self.down_proj[e])
+    def forward(self, x_AD: torch.Tensor, counts_E: list[int]) -> torch.Tensor:
+        """x_AD: assignments sorted by expert, counts_E[e] rows for expert e. One SwiGLU per expert."""
+        # unbind once: indexing a stacked weight per expert would zero-fill a full-size gradient per
+        # expert in backward (SelectBackward), a cost that does not shrink with the batch
+        gate_up_E, down_E = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
+        outs = []
+        for e, x_nD in enumerate(torch.split(x_AD, counts_E)):
+            if x_nD.shape[0] == 0:
+                outs.append(x_nD)
+                continue
+            gate_nF, up_nF = F.linear(x_nD, gate_up_E[e]).chunk(2, dim=-1)
+            outs.append(F.linear(F.silu(gate_nF) * up_nF, down_E[e]))
+        return torch.cat(outs)
 
 
 class SparseMoE(nn.Module):
@@ -146,9 +159,8 @@ class SparseMoE(nn.Module):
         order_A = torch.argsort(expert_A, stable=True)
         token_A = order_A // self.top_k
         counts_E = torch.bincount(expert_A, minlength=self.n_experts)
-        x_AD = x_ND[token_A]
-        y_AD = torch.cat([self.experts.expert(e, x_nD) if x_nD.shape[0] else x_nD
-                          for e, x_nD in enumerate(torch.split(x_AD, counts_E.tolist()))])
+        x_AD = x_ND.index_select(0, token_A)  # index_select: its backward is a fast index_add
+        y_AD = self.experts(x_AD, counts_E.tolist())
         y_AD = y_AD * weights_Nk.reshape(-1)[order_A, None].to(y_AD.dtype)
         out_ND = torch.zeros_like(x_ND).index_add_(0, token_A, y_AD)
         return out_ND.view(B, T, D), experts_Nk
@@ -205,7 +217,8 @@ class MoETransformer(nn.Module):
         cache: KVCache | None = None,
         token_mask_BT: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """attn_mask: bool, True = may attend, shaped B×T×S or B×1×T×S (S includes cached keys).
+        """attn_mask: bool, True = may attend, shaped B×T×S or B×1×T×S (S includes cached keys), or
+        an object with `attend(q, k, v)` that runs attention itself (trainer.tree_attention.TreeMask).
         None means causal. position_ids default to the running position. token_mask_BT only decides
         which tokens count in the router statistics (padding should not)."""
         B, T = input_ids_BT.shape
@@ -217,7 +230,9 @@ class MoETransformer(nn.Module):
                              f"{self.cfg.max_position_embeddings}")
         cos_BTR, sin_BTR = self.rope_cos[position_ids_BT], self.rope_sin[position_ids_BT]
         mask_B1TS = None
-        if attn_mask is not None:
+        if attn_mask is not None and hasattr(attn_mask, "attend"):
+            mask_B1TS = attn_mask
+        elif attn_mask is not None:
             mask_B1TS = attn_mask if attn_mask.dim() == 4 else attn_mask[:, None]
         elif cache is not None:  # queries sit at positions start.. of a longer key sequence
             causal_TS = torch.ones(T, start + T, dtype=torch.bool, device=input_ids_BT.device).tril(start)

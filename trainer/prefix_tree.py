@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trainer.losses import token_logp_entropy
+from trainer.tree_attention import TreeMask, subtree_ends
 
 
 @dataclass
@@ -57,7 +58,7 @@ def _insert(root: _Node, seq: list[int]) -> None:
 class PackedBatch:
     input_ids_RM: torch.Tensor
     position_ids_RM: torch.Tensor
-    attn_mask_RMM: torch.Tensor  # bool, True = may attend: ancestors and self
+    tree: TreeMask  # ancestor-only attention (tree.dense() is the R×M×M bool mask)
     real_RM: torch.Tensor  # False on padding
     pred_row_E: torch.Tensor  # where each edge's log-prob is read: row ...
     pred_pos_E: torch.Tensor  # ... and packed position of the prefix's last token
@@ -71,16 +72,17 @@ class PackedBatch:
         return self.n_naive_tokens / max(self.n_merged_tokens, 1)
 
     def to(self, device) -> PackedBatch:
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        moved = {k: (v.to(device) if isinstance(v, (torch.Tensor, TreeMask)) else v) for k, v in self.__dict__.items()}
         return PackedBatch(**moved)
 
 
-def pack(sequences: list[list[int]], rows: list[list[int]], pad_id: int) -> PackedBatch:
+def pack(sequences: list[list[int]], rows: list[list[int]], pad_id: int, block: int = 128) -> PackedBatch:
     """Pack `sequences` into one tree per row; `rows[r]` lists the indices of the sequences merged
-    into row r (typically one prompt's group). Every sequence must appear in exactly one row."""
+    into row r (typically one prompt's group). Every sequence must appear in exactly one row. `block`
+    is the CPU attention's block size (see trainer/tree_attention.py)."""
     assert sorted(i for row in rows for i in row) == list(range(len(sequences))), "rows must partition sequences"
-    packed_rows, edges, edge_of_N = [], {}, [None] * len(sequences)
-    pred_row, pred_pos, target = [], [], []
+    packed_rows = []
+    pred_of = [None] * len(sequences)  # per sequence: (row, packed index of t_j-1 for j >= 1)
     for r, members in enumerate(rows):
         root = _Node([])
         for i in members:
@@ -91,45 +93,36 @@ def pack(sequences: list[list[int]], rows: list[list[int]], pad_id: int) -> Pack
         stack = [(child, 0, -1) for child in reversed(list(root.children.values()))]
         while stack:
             node, depth, prev = stack.pop()
-            node.packed_at = len(ids)
-            for k, tok in enumerate(node.tokens):
-                ids.append(tok)
-                pos.append(depth + k)
-                parent.append(prev if k == 0 else len(ids) - 2)
-            last = len(ids) - 1
-            stack += [(c, depth + len(node.tokens), last) for c in reversed(list(node.children.values()))]
+            start, n = len(ids), len(node.tokens)
+            node.packed_at = start
+            ids += node.tokens
+            pos += range(depth, depth + n)
+            parent += [prev, *range(start, start + n - 1)]
+            stack += [(c, depth + n, start + n - 1) for c in reversed(list(node.children.values()))]
         packed_rows.append((ids, pos, parent))
-        # Walk each member again to map its targets j >= 1 to (row, packed index of t_j-1, t_j) edges.
         for i in members:
-            seq, node_index, out = sequences[i], _path_indices(root, sequences[i]), []
-            for j in range(1, len(seq)):
-                key = (r, node_index[j - 1], seq[j])
-                if key not in edges:
-                    edges[key] = len(target)
-                    pred_row.append(r)
-                    pred_pos.append(node_index[j - 1])
-                    target.append(seq[j])
-                out.append(edges[key])
-            edge_of_N[i] = out
+            pred_of[i] = (r, _path_indices(root, sequences[i])[:-1])
     width = max(len(ids) for ids, _, _ in packed_rows)
     R = len(packed_rows)
     input_ids = torch.full((R, width), pad_id, dtype=torch.long)
     position_ids = torch.zeros(R, width, dtype=torch.long)
     real = torch.zeros(R, width, dtype=torch.bool)
-    mask = torch.zeros(R, width, width, dtype=torch.bool)
+    end = torch.arange(1, width + 1).repeat(R, 1)  # padding sees only itself: no empty softmax row
     for r, (ids, pos, parent) in enumerate(packed_rows):
         n = len(ids)
         input_ids[r, :n] = torch.tensor(ids)
         position_ids[r, :n] = torch.tensor(pos)
         real[r, :n] = True
-        mask[r] = torch.eye(width, dtype=torch.bool)  # padding queries see themselves: no empty softmax row
-        for a in range(n):  # DFS order: a token's parent is already filled in
-            if parent[a] >= 0:
-                mask[r, a] |= mask[r, parent[a]]
+        end[r, :n] = torch.tensor(subtree_ends(parent))
+    # Every (row, prefix's last packed index, next token) is one edge; dedupe them all at once.
+    row_N = torch.tensor([r for r, pred in pred_of for _ in pred], dtype=torch.long)
+    pred_N = torch.tensor([p for _, pred in pred_of for p in pred], dtype=torch.long)
+    target_N = torch.tensor(flatten_targets(sequences), dtype=torch.long)
+    vocab = int(target_N.max()) + 1 if len(target_N) else 1
+    edges_E, edge_of_N = torch.unique((row_N * width + pred_N) * vocab + target_N, return_inverse=True)
     return PackedBatch(
-        input_ids, position_ids, mask, real,
-        torch.tensor(pred_row, dtype=torch.long), torch.tensor(pred_pos, dtype=torch.long),
-        torch.tensor(target, dtype=torch.long), torch.tensor([e for out in edge_of_N for e in out], dtype=torch.long),
+        input_ids, position_ids, TreeMask(end, real, block), real,
+        edges_E // vocab // width, edges_E // vocab % width, edges_E % vocab, edge_of_N,
         sum(len(s) for s in sequences), int(real.sum()))
 
 
@@ -145,7 +138,8 @@ def _path_indices(root: _Node, seq: list[int]) -> list[int]:
 
 def edge_logp_entropy(logits_RMV: torch.Tensor, packed: PackedBatch, temperature: float):
     """Log-prob of every edge under the tempered policy, and the entropy at its predicting position."""
-    logits_EV = logits_RMV[packed.pred_row_E, packed.pred_pos_E] / temperature
+    R, M, V = logits_RMV.shape
+    logits_EV = logits_RMV.reshape(R * M, V).index_select(0, packed.pred_row_E * M + packed.pred_pos_E) / temperature
     logp_EV = torch.log_softmax(logits_EV, dim=-1)
     logp_E = logp_EV.gather(-1, packed.target_E[:, None]).squeeze(-1)
     entropy_E = -(logp_EV.exp() * logp_EV).sum(-1)
@@ -154,7 +148,7 @@ def edge_logp_entropy(logits_RMV: torch.Tensor, packed: PackedBatch, temperature
 
 def naive_layout(values_E: torch.Tensor, packed: PackedBatch) -> torch.Tensor:
     """Edge values → one value per naive target (trajectory i, position j >= 1), flattened."""
-    return values_E[packed.edge_of_N]
+    return values_E.index_select(0, packed.edge_of_N)
 
 
 def flatten_targets(rows: list[list], start: int = 1) -> list:
@@ -171,7 +165,7 @@ def sequence_logp(model, sequences: list[list[int]], rows: list[list[int]], temp
     naive_tokens = sum(len(s) for s in sequences)
     if merge:
         packed = pack(sequences, rows, pad_id).to(model.lm_head.weight.device)
-        out = model(packed.input_ids_RM, packed.position_ids_RM, packed.attn_mask_RMM, token_mask_BT=packed.real_RM)
+        out = model(packed.input_ids_RM, packed.position_ids_RM, packed.tree, token_mask_BT=packed.real_RM)
         logp_E, _ = edge_logp_entropy(out.logits_BTV, packed, temperature)
         return naive_layout(logp_E, packed), out.expert_load_LE, packed.n_merged_tokens, naive_tokens
     width = max(len(s) for s in sequences)
