@@ -33,6 +33,8 @@ def test_model_preset_applies_before_explicit_keys(tmp_path):
     ("bogus: {}\n", "bogus: unknown key"),
     ("model:\n  preset: huge\n", "model.preset: unknown preset"),
     ("task:\n  mix: {addition: x}\n", "task.mix.addition: expected float"),
+    ("rollout:\n  mode: eventually\n", "rollout.mode: must be 'sync' or 'async'"),
+    ("rollout:\n  window: -1\n", "rollout.window: must be >= 0"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -71,14 +71,22 @@ def test_simulation_is_deterministic_under_the_fake_clock():
     assert a == b
 
 
-def test_a_wide_enough_window_nears_greedy_throughput_with_less_length_bias_than_greedy():
+def test_a_wide_enough_window_nears_greedy_throughput_and_beats_strict_fifo():
     # long tail (sigma 1.5): a straggler at the head holds the window for ~rate x its duration, so
     # the window that pays off is hundreds of groups wide, not a handful
     kw = dict(producers=32, batch_groups=8, steps=400, train_time=1.0)
     fifo = simulate(1, lognormal(4, sigma=1.5), **kw)
     greedy = simulate(None, lognormal(4, sigma=1.5), **kw)
     windowed = simulate(512, lognormal(4, sigma=1.5), **kw)
-    assert greedy.length_bias < -0.05  # first-finished-first favours short rollouts
-    assert abs(windowed.length_bias) < abs(greedy.length_bias)
     assert windowed.throughput >= 0.9 * greedy.throughput and windowed.throughput >= 2 * fifo.throughput
-    assert windowed.max_staleness <= greedy.max_staleness
+    assert abs(windowed.length_bias) <= 0.1 and windowed.dropped == 0
+
+
+def test_bounding_staleness_by_dropping_biases_greedy_toward_short_rollouts_but_not_the_window():
+    kw = dict(producers=32, batch_groups=8, steps=400, train_time=1.0)
+    windowed = simulate(64, lognormal(5, sigma=1.5), **kw)
+    # greedy held to the staleness the window reaches without dropping anything
+    greedy = simulate(None, lognormal(5, sigma=1.5), max_staleness=windowed.max_staleness, **kw)
+    assert windowed.dropped == 0 and abs(windowed.length_bias) < 0.05
+    assert greedy.dropped > 0 and greedy.length_bias < -0.1  # the slow, long rollouts went stale
+    assert greedy.max_staleness <= windowed.max_staleness

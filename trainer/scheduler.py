@@ -77,15 +77,25 @@ class WindowedFIFO:
 
     @property
     def pending(self) -> int:
+        """Submitted and not yet collected."""
         return len(self.groups)
+
+    @property
+    def submitted(self) -> int:
+        return self._next_gid
+
+    @property
+    def handed_out(self) -> int:
+        return self._next_to_hand_out
 
 
 @dataclass
 class SimResult:
     throughput: float  # groups trained per unit of fake time
     idle_frac: float  # share of time the trainer waited for collectable groups
-    length_bias: float  # mean duration of collected groups / mean of submitted ones - 1
+    length_bias: float  # mean duration of trained groups / mean of all generated ones - 1
     max_staleness: int  # policy versions between hand-out and training
+    dropped: int  # groups generated but not trained on: too stale when collected
     collected_order: list[int]
     max_wait_steps: int  # most trainer steps any group waited after completing (starvation check)
 
@@ -97,9 +107,13 @@ def simulate(
     batch_groups: int = 4,
     train_time: float = 1.0,
     steps: int = 200,
+    max_staleness: int | None = None,
 ) -> SimResult:
     """Discrete-event run on a fake clock: `producers` rollout workers take groups in order; group g
-    takes durations(g) time; the trainer needs `batch_groups` groups per step of `train_time`.
+    takes durations(g) time; the trainer needs `batch_groups` groups per step of `train_time`. As in
+    trainer/async_rollout.py, a group collected more than `max_staleness` policy versions after it
+    was handed out is not trained on, and a fresh prompt is submitted instead: that is where an
+    unbounded window pays, since the slow (long) rollouts are the ones that go stale.
     Deterministic: the only randomness is whatever `durations` does."""
     fifo = WindowedFIFO(window)
     now, version, idle = 0.0, 0, 0.0
@@ -107,12 +121,13 @@ def simulate(
     free = producers
     submitted_lengths, collected_lengths, order = {}, [], []
     completed_at_step: dict[int, int] = {}
-    max_staleness = max_wait = 0
+    worst_staleness = max_wait = dropped = 0
+    ahead = max(window or 0, producers)  # outstanding groups beyond one batch, as AsyncRollouts keeps
 
     def dispatch() -> None:
         nonlocal free
         while free:
-            if fifo.pending < producers + batch_groups + (window or producers):  # bounded prefetch
+            if fifo.pending < ahead + batch_groups:  # bounded prefetch
                 fifo.submit(None)
             group = fifo.hand_out(version)
             if group is None:
@@ -134,7 +149,11 @@ def simulate(
     for step in range(steps):
         batch: list[Group] = []
         while len(batch) < batch_groups:
-            batch += fifo.collect(batch_groups - len(batch))
+            for g in fifo.collect(batch_groups - len(batch)):
+                if max_staleness is not None and version - g.submit_version > max_staleness:
+                    dropped += 1
+                else:
+                    batch.append(g)
             dispatch()  # collecting frees buffer room for producers held back by the prefetch bound
             if len(batch) == batch_groups:
                 break
@@ -142,7 +161,7 @@ def simulate(
             idle += t - now
             finish_next(step)
         for g in batch:
-            max_staleness = max(max_staleness, version - g.submit_version)
+            worst_staleness = max(worst_staleness, version - g.submit_version)
             max_wait = max(max_wait, step - completed_at_step[g.gid])
             collected_lengths.append(submitted_lengths[g.gid])
             order.append(g.gid)
@@ -157,7 +176,8 @@ def simulate(
         throughput=steps * batch_groups / now,
         idle_frac=idle / now,
         length_bias=(sum(collected_lengths) / len(collected_lengths)) / mean_submitted - 1,
-        max_staleness=max_staleness,
+        max_staleness=worst_staleness,
+        dropped=dropped,
         collected_order=order,
         max_wait_steps=max_wait,
     )

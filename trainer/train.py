@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from trainer.async_rollout import AsyncRollouts
 from trainer.config import ConfigError, TrainConfig, load_config, to_dict
 from trainer.deadline import deadline
 from trainer.health import HealthMonitor, TrainingFailure
@@ -117,35 +118,73 @@ class Trainer:
 
     def rl(self) -> None:
         c = self.cfg.rl
-        while self.rl_step < c.steps:
-            t0 = time.time()
-            weights = self.scaffold.task_mix(self.rl_step, self.mix.weights)
-            problems = [self.mix.sample(self.rng, self.held_out, weights) for _ in range(c.prompts_per_step)]
-            self.model.eval()
-            trajs = run_episodes(self.model, self.tok, self.mix.tasks, problems, c.group_size, c.max_new_tokens,
-                                 c.temperature, build_prompt=self.scaffold.build_prompt, generator=self.gen)
-            t_rollout = time.time() - t0
-            raw_G = [t.reward for t in trajs]
-            shaped = [self.scaffold.shape_reward(t.problem, t.turns, t.reward) for t in trajs]
-            rewards_PG = torch.tensor(shaped).view(c.prompts_per_step, c.group_size)
-            adv_PG = group_advantages(rewards_PG, c.adv_norm, c.adv_eps)
-            gen_logp = [lp for t in trajs for lp, g in zip(t.behaviour_logp, t.generated) if g]
-            entropy = -sum(gen_logp) / max(len(gen_logp), 1)  # Monte-Carlo estimate from the samples
-            mean_reward = float(rewards_PG.mean())
-            self.health.after_rollout(self.rl_step, mean_reward, entropy)
-            metrics = self._update(trajs, adv_PG.flatten())
-            self.rl_step += 1
-            self.step += 1
-            dt = time.time() - t0
-            metrics.update({"train/reward": mean_reward, "train/raw_reward": sum(raw_G) / len(raw_G),
-                            "train/entropy": entropy, "train/truncated": sum(t.truncated for t in trajs) / len(trajs),
-                            "train/gen_len": len(gen_logp) / len(trajs), "perf/rollout_s": t_rollout,
-                            "perf/step_s": dt, "rl_step": self.rl_step})
-            self._log(metrics, every=1)
-            if self.rl_step % c.eval_every == 0 and self.rl_step < c.steps:
-                self.evaluate()
-            if self.cfg.checkpoint.every and self.rl_step % self.cfg.checkpoint.every == 0:
-                self.save(f"step-{self.step}.pt")
+        rollouts = None
+        if self.cfg.rollout.mode == "async":
+            rollouts = AsyncRollouts(self.cfg.rollout, self._generate_groups, c.prompts_per_step, self.cfg.run.seed,
+                                     self.device)
+            rollouts.start(self.model, self.rl_step)
+        try:
+            while self.rl_step < c.steps:
+                t0 = time.time()
+                trajs, rollout_metrics = self._async_batch(rollouts) if rollouts else self._sync_batch()
+                t_rollout = time.time() - t0
+                raw_G = [t.reward for t in trajs]
+                shaped = [self.scaffold.shape_reward(t.problem, t.turns, t.reward) for t in trajs]
+                rewards_PG = torch.tensor(shaped).view(c.prompts_per_step, c.group_size)
+                adv_PG = group_advantages(rewards_PG, c.adv_norm, c.adv_eps)
+                gen_logp = [lp for t in trajs for lp, g in zip(t.behaviour_logp, t.generated) if g]
+                entropy = -sum(gen_logp) / max(len(gen_logp), 1)  # Monte-Carlo estimate from the samples
+                mean_reward = float(rewards_PG.mean())
+                self.health.after_rollout(self.rl_step, mean_reward, entropy)
+                metrics = self._update(trajs, adv_PG.flatten())
+                self.rl_step += 1
+                self.step += 1
+                if rollouts:
+                    rollouts.publish(self.model, self.rl_step)
+                dt = time.time() - t0
+                metrics.update({"train/reward": mean_reward, "train/raw_reward": sum(raw_G) / len(raw_G),
+                                "train/entropy": entropy,
+                                "train/truncated": sum(t.truncated for t in trajs) / len(trajs),
+                                "train/gen_len": len(gen_logp) / len(trajs), "perf/rollout_s": t_rollout,
+                                "perf/step_s": dt, "rl_step": self.rl_step, **rollout_metrics})
+                self._log(metrics, every=1)
+                if self.rl_step % c.eval_every == 0 and self.rl_step < c.steps:
+                    self.evaluate()
+                if self.cfg.checkpoint.every and self.rl_step % self.cfg.checkpoint.every == 0:
+                    self.save(f"step-{self.step}.pt")
+        finally:
+            if rollouts:
+                rollouts.close()
+
+    def _sync_batch(self) -> tuple[list[Trajectory], dict]:
+        c = self.cfg.rl
+        weights = self.scaffold.task_mix(self.rl_step, self.mix.weights)
+        problems = [self.mix.sample(self.rng, self.held_out, weights) for _ in range(c.prompts_per_step)]
+        self.model.eval()
+        trajs = run_episodes(self.model, self.tok, self.mix.tasks, problems, c.group_size, c.max_new_tokens,
+                             c.temperature, build_prompt=self.scaffold.build_prompt, generator=self.gen)
+        return trajs, {}
+
+    def _async_batch(self, rollouts: AsyncRollouts) -> tuple[list[Trajectory], dict]:
+        groups, stats = rollouts.collect(self.rl_step, self._payloads)
+        trajs = [t for g in groups for t in g.result]
+        return trajs, {"rollout/wait_s": stats.wait_s, "rollout/staleness_mean": stats.staleness_mean,
+                       "rollout/staleness_max": stats.staleness_max, "rollout/dropped": stats.dropped}
+
+    def _payloads(self, n: int) -> list[tuple]:
+        """n new prompt groups for the async producers, built here: scaffold hooks need this thread."""
+        weights = self.scaffold.task_mix(self.rl_step, self.mix.weights)
+        problems = [self.mix.sample(self.rng, self.held_out, weights) for _ in range(n)]
+        return [(p, self.scaffold.build_prompt(p)) for p in problems]
+
+    def _generate_groups(self, policy, payloads: list[tuple], generator) -> list[list[Trajectory]]:
+        """Runs on a producer thread with a frozen policy copy: one batched call for all payloads."""
+        c = self.cfg.rl
+        messages = {id(problem): m for problem, m in payloads}
+        trajs = run_episodes(policy, self.tok, self.mix.tasks, [p for p, _ in payloads], c.group_size,
+                             c.max_new_tokens, c.temperature, build_prompt=lambda p: messages[id(p)],
+                             generator=generator)
+        return [trajs[i * c.group_size:(i + 1) * c.group_size] for i in range(len(payloads))]
 
     def _update(self, trajs: list[Trajectory], adv_N: torch.Tensor) -> dict:
         """`updates_per_batch` CISPO steps over disjoint shuffled slices of the rollout batch's groups;
