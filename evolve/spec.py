@@ -1,0 +1,270 @@
+"""The campaign spec: what to edit, how to launch it, what number to improve, and for how long.
+
+One YAML file describes a whole campaign. As in `trainer/config.py`, the dataclasses below hold every
+default and the YAML only overrides them. Loading is strict: an unknown key, a value of the wrong type,
+a missing required key or a value out of range is a `SpecError` whose one-line message names the file
+and the dotted key (`spec.yaml: launch.timeout_s: expected float, got 'soon' (str)`), so the CLI can
+print it and exit before any workspace is created or any run is launched.
+
+Paths. `workspace.template`, `workspace.repo`, `workspace.root` and `memory` are resolved against the
+directory of the spec file (not the current directory), so a spec means the same thing wherever the
+agent is started from; `load_spec` stores them absolute. Their defaults are relative too and resolve
+the same way: `workspace.root = "workspaces"` and `memory = "memory/<name>.md"`. `objective.path` is
+the exception: it names a file inside each run's directory and stays relative to that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SpecError(ValueError):
+    """A user-facing problem with a campaign spec (one line, names the file and the key)."""
+
+
+def _require(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise SpecError(f"{key}: {why}")
+
+
+@dataclass
+class WorkspaceSpec:
+    editable: list[str]  # paths / fnmatch globs (relative to the workspace) the agent may change
+    template: str = ""  # a directory copied to <root>/<name> and made a fresh git repository ...
+    repo: str = ""  # ... or the user's own git repository, worked on in a worktree on branch evolve/<name>
+    root: str = "workspaces"  # where the campaign's working tree goes (both modes)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.template) != bool(self.repo), "workspace",
+                 "set exactly one of template (a directory to copy) or repo (an existing git repository), "
+                 + ("not both" if self.template else "got neither"))
+        _require(len(self.editable) > 0, "workspace.editable",
+                 "list at least one path or glob the agent may edit")
+        _require(all(p.strip() for p in self.editable), "workspace.editable", "entries must be non-empty")
+        _require(bool(self.root), "workspace.root", "must be a directory path")
+
+
+@dataclass
+class LaunchSpec:
+    command: str  # run through the shell, in the workspace's working tree
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 1800.0
+    launcher: str = "local"  # local | docker
+    max_memory_mb: int = 0  # 0 = no limit, for these three
+    max_cpu_s: int = 0
+    max_file_mb: int = 0
+
+    def __post_init__(self) -> None:
+        _require(bool(self.command.strip()), "launch.command", "must be a non-empty shell command")
+        _require(self.timeout_s > 0, "launch.timeout_s", "must be > 0")
+        _require(self.launcher in ("local", "docker"), "launch.launcher",
+                 f"must be 'local' or 'docker', got {self.launcher!r}")
+        for name in ("max_memory_mb", "max_cpu_s", "max_file_mb"):
+            _require(getattr(self, name) >= 0, f"launch.{name}", "must be >= 0 (0 = no limit)")
+
+
+OBJECTIVE_SOURCES = ("status", "metrics", "file", "mlflow")
+
+
+@dataclass
+class ObjectiveSpec:
+    metric: str  # e.g. eval/accuracy
+    mode: str = "max"  # max | min
+    # status: status.json "summary" · metrics: last value in metrics.jsonl · file: a JSON/YAML/`key: value`
+    # file at `path` inside the run dir · mlflow: the run's MLflow metric
+    source: str = "status"
+    path: str = ""  # relative to the run directory; only for source: file
+    noise_margin: float = 0.0  # improvements smaller than this are noise, not progress
+
+    def __post_init__(self) -> None:
+        _require(bool(self.metric.strip()), "objective.metric", "must name a metric, e.g. eval/accuracy")
+        _require(self.mode in ("max", "min"), "objective.mode", f"must be 'max' or 'min', got {self.mode!r}")
+        _require(self.source in OBJECTIVE_SOURCES, "objective.source",
+                 f"must be one of {', '.join(OBJECTIVE_SOURCES)}, got {self.source!r}")
+        if self.source == "file":
+            _require(bool(self.path), "objective.path", "required when source is 'file'")
+        else:
+            # a path that is silently ignored hides a typo in `source`
+            _require(not self.path, "objective.path", f"only used with source: file (source is {self.source!r})")
+        _require(self.noise_margin >= 0, "objective.noise_margin", "must be >= 0")
+
+
+@dataclass
+class BudgetSpec:
+    rounds: int = 12
+    wall_s: float = 0.0  # 0 = no wall-clock limit
+
+    def __post_init__(self) -> None:
+        _require(self.rounds > 0, "budget.rounds", "must be > 0")
+        _require(self.wall_s >= 0, "budget.wall_s", "must be > 0, or 0 for no limit")
+
+
+@dataclass
+class BrainSpec:
+    kind: str = "rules"  # rules | openai | moe
+    options: dict[str, Any] = field(default_factory=dict)  # free-form; each brain validates its own
+
+    def __post_init__(self) -> None:
+        _require(self.kind in ("rules", "openai", "moe"), "brain.kind",
+                 f"must be one of rules, openai, moe, got {self.kind!r}")
+
+
+@dataclass
+class TrackingSpec:
+    uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str = "evolve"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.experiment), "tracking.experiment", "must be non-empty")
+
+
+# The name becomes a directory, a branch (evolve/<name>) and tags (evolve/<name>/...): git forbids ref
+# components that start with '.', contain '..' or end in '.lock', and '..' as a directory would escape root.
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+@dataclass
+class CampaignSpec:
+    name: str
+    workspace: WorkspaceSpec
+    launch: LaunchSpec
+    objective: ObjectiveSpec
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    brain: BrainSpec = field(default_factory=BrainSpec)
+    memory: str = ""  # memory file; empty means memory/<name>.md
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+
+    def __post_init__(self) -> None:
+        _require(bool(_NAME.fullmatch(self.name)) and ".." not in self.name
+                 and not self.name.endswith((".", ".lock")), "name",
+                 f"{self.name!r} must match [A-Za-z0-9_.-]+, not start or end with '.', and not contain '..' "
+                 "(it names a directory, a git branch and tags)")
+        if not self.memory:
+            self.memory = f"memory/{self.name}.md"
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+def load_spec(path: str | Path) -> CampaignSpec:
+    """Read a campaign spec. Raises SpecError with a one-line message naming the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found; pass the path of a campaign spec YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: top level must be a mapping (name:, workspace:, launch:, objective:, ...)")
+    try:
+        spec = _build(CampaignSpec, raw, "")
+    except SpecError as e:
+        raise SpecError(f"{path}: {e}") from None
+    base = path.resolve().parent
+    ws = spec.workspace
+    ws.template, ws.repo, ws.root = (_absolute(base, p) for p in (ws.template, ws.repo, ws.root))
+    spec.memory = _absolute(base, spec.memory)
+    return spec
+
+
+def spec_to_dict(spec: CampaignSpec) -> dict[str, Any]:
+    """Plain nested dict (for logging, MLflow params and the ledger)."""
+    return dataclasses.asdict(spec)
+
+
+def _absolute(base: Path, p: str) -> str:
+    if not p:
+        return p
+    q = Path(p).expanduser()
+    return str((q if q.is_absolute() else base / q).resolve())
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if raw is None:  # an empty section (`budget:`) means "all defaults"
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{prefix.rstrip('.') or 'top level'}: expected a mapping, got {raw!r} ({type(raw).__name__})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise SpecError(f"{prefix}{key}: unknown key (known keys here: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        hint = hints[name]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in raw:
+            if not required:
+                continue
+            if not dataclasses.is_dataclass(hint):
+                raise SpecError(f"{prefix}{name}: required")
+            # a missing required section reports its first missing key: `launch.command: required`
+        value = raw.get(name)
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
+    # __post_init__ names keys from the root (it knows its section), like trainer/config.py
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float, bool)):
+            # `yes`, `1.10` and `0755` do not survive YAML as the text the user typed: make them quote it
+            raise SpecError(f"{key}: expected str, got {value!r} ({type(value).__name__}); quote it in the YAML")
+    elif origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(hint)
+            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            _, vt = typing.get_args(hint)
+            return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    elif origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            try:
+                return _coerce(value, arm, key)
+            except SpecError:
+                continue
+    else:
+        raise AssertionError(f"unsupported spec type {hint} at {key}")
+    raise SpecError(f"{key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(args[0])}"
+    if typing.get_origin(hint) is dict:
+        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    return getattr(hint, "__name__", str(hint))

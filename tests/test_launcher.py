@@ -1,0 +1,206 @@
+"""The launcher with real subprocesses: streaming, exit codes, group kill on timeout, env scrubbing, rlimits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from evolve import launcher
+from evolve.launcher import LaunchResult, Limits, launch, scrub_env
+
+MECHANISMS = ["prlimit", "wrapper"]
+
+
+def _run(tmp_path: Path, command: str | list[str], **kwargs) -> LaunchResult:
+    limits = kwargs.pop("limits", Limits(timeout_s=10))
+    return launch(command, cwd=tmp_path, run_dir=tmp_path / "run", limits=limits, **kwargs)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` is a running process; a zombie (dead, waiting to be reaped by init) counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _gone_soon(pid: int, within_s: float = 1.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _zombie_children() -> list[int]:
+    zombies = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            zombies.append(int(stat.parent.name))
+    return zombies
+
+
+@pytest.fixture(params=MECHANISMS)
+def mechanism(request, monkeypatch) -> str:
+    """Run a limits test once through prlimit and once through the python exec wrapper."""
+    if request.param == "prlimit":
+        if launcher.find_prlimit() is None:
+            pytest.skip("prlimit (util-linux) not installed")
+    else:
+        monkeypatch.setattr(launcher, "find_prlimit", lambda: None)
+    return request.param
+
+
+def test_output_streams_to_log_and_callback_in_order(tmp_path):
+    lines: list[str] = []
+    result = _run(tmp_path, "echo one; echo two >&2; echo three", on_line=lines.append)
+    assert lines == ["one", "two", "three"]
+    assert result.log_path == tmp_path / "run" / "launch.log"
+    assert result.log_path.read_text() == "one\ntwo\nthree\n"
+    assert result.returncode == 0 and result.signal is None and not result.timed_out
+
+
+def test_lines_arrive_while_the_command_is_still_running(tmp_path):
+    seen: list[tuple[str, float, str]] = []
+    log = tmp_path / "run" / "launch.log"
+    on_line = lambda line: seen.append((line, time.monotonic(), log.read_text()))
+    _run(tmp_path, [sys.executable, "-c", "import time; print('first'); time.sleep(1); print('second')"],
+         on_line=on_line)
+    (first, t_first, log_then), (second, t_second, _) = seen
+    assert (first, second) == ("first", "second")
+    assert t_second - t_first > 0.5  # not delivered all at once at exit (PYTHONUNBUFFERED reaches the child)
+    assert log_then == "first\n"  # the log was flushed before the callback saw the line
+
+
+def test_exit_code_is_propagated(tmp_path):
+    result = _run(tmp_path, "echo bye; exit 3")
+    assert result.returncode == 3 and result.signal is None and not result.timed_out
+    assert result.command == ["/bin/sh", "-c", "echo bye; exit 3"]
+
+
+def test_timeout_kills_the_whole_group_grandchildren_included(tmp_path):
+    lines: list[str] = []
+    result = _run(tmp_path, "sleep 30 & echo $!; sleep 30", limits=Limits(timeout_s=1), grace_s=1,
+                  on_line=lines.append)
+    grandchild = int(lines[0])
+    assert result.timed_out
+    assert result.returncode is None and result.signal == signal.SIGTERM
+    assert result.wall_s < 1 + 1 + 2
+    assert _gone_soon(grandchild)
+    assert _zombie_children() == []
+
+
+def test_command_ignoring_sigterm_is_sigkilled_after_grace(tmp_path):
+    result = _run(tmp_path, "trap '' TERM; echo ready; sleep 30", limits=Limits(timeout_s=0.5), grace_s=1)
+    assert result.timed_out and result.signal == signal.SIGKILL
+    assert 0.5 + 1 <= result.wall_s < 0.5 + 1 + 2
+    assert result.log_path.read_text() == "ready\n"
+
+
+def test_leftover_background_process_is_ended_with_the_command(tmp_path):
+    lines: list[str] = []
+    start = time.monotonic()
+    result = _run(tmp_path, "sleep 30 & echo $!", on_line=lines.append)
+    assert result.returncode == 0 and not result.timed_out
+    assert time.monotonic() - start < 5  # did not wait for the background sleep to finish
+    assert _gone_soon(int(lines[0]))
+
+
+def test_interrupt_while_waiting_kills_the_group_and_reraises(tmp_path):
+    lines: list[str] = []
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(tmp_path, "sleep 30 & echo $!; sleep 30", on_line=lines.append)
+    finally:
+        timer.cancel()
+    assert _gone_soon(int(lines[0]))
+    assert _zombie_children() == []
+
+
+def test_failing_callback_kills_the_run_and_reraises(tmp_path):
+    def on_line(line: str) -> None:
+        raise RuntimeError(f"watcher broke on {line!r}")
+
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="watcher broke on 'go'"):
+        _run(tmp_path, "echo go; sleep 30", on_line=on_line)
+    assert time.monotonic() - start < 5
+
+
+def test_credentials_are_scrubbed_but_path_and_spec_env_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+    monkeypatch.setenv("MY_SECRET_TOKEN", "hunter2")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    result = _run(tmp_path, "env", env={"SPEC_VAR": "from-spec"})
+    child = dict(line.split("=", 1) for line in result.log_path.read_text().splitlines() if "=" in line)
+    assert "OPENAI_API_KEY" not in child and "MY_SECRET_TOKEN" not in child
+    assert "sk-should-not-leak" not in result.log_path.read_text()
+    assert child["PATH"] == os.environ["PATH"] and child["LANG"] == "C.UTF-8"
+    assert child["MLFLOW_TRACKING_URI"] == os.environ["MLFLOW_TRACKING_URI"]
+    assert child["SPEC_VAR"] == "from-spec"
+    assert child["EVOLVE_RUN_DIR"] == str(tmp_path / "run")
+
+
+def test_scrub_env_honours_credentials_the_spec_passes_explicitly():
+    base = {"PATH": "/bin", "HF_TOKEN": "a", "aws_secret_access_key": "b", "GITHUB_TOKEN": "c", "HOME": "/h"}
+    assert scrub_env(base, {"HF_TOKEN": "chosen"}) == {"PATH": "/bin", "HOME": "/h", "HF_TOKEN": "chosen"}
+
+
+def test_memory_limit_makes_a_large_allocation_fail(tmp_path, mechanism):
+    code = "b = bytearray(2 * 1024**3)"
+    result = _run(tmp_path, [sys.executable, "-c", code], limits=Limits(timeout_s=20, max_memory_mb=512))
+    if "MemoryError" not in result.log_path.read_text() and result.returncode == 0:
+        pytest.skip(f"address-space limit not effective through {mechanism} here")
+    assert result.returncode == 1
+    assert "MemoryError" in result.log_path.read_text()
+    assert result.command[0] == (launcher.find_prlimit() or sys.executable)
+
+
+def test_file_size_limit_stops_a_write_past_it(tmp_path, mechanism):
+    code = "open('big.bin', 'wb').write(b'x' * (3 * 1024 * 1024))"
+    result = _run(tmp_path, [sys.executable, "-c", code], limits=Limits(timeout_s=20, max_file_mb=1))
+    assert result.returncode == 1
+    assert "File too large" in result.log_path.read_text()
+    assert (tmp_path / "big.bin").stat().st_size <= 1024 * 1024
+
+
+def test_missing_executable_in_a_shell_command_is_127_with_one_line(tmp_path):
+    result = _run(tmp_path, "no-such-program-xyz --flag")
+    log = result.log_path.read_text().strip().splitlines()
+    assert result.returncode == 127
+    assert len(log) == 1 and "no-such-program-xyz" in log[0] and "Traceback" not in log[0]
+
+
+def test_missing_executable_in_an_argv_command_is_127_with_one_line(tmp_path):
+    result = _run(tmp_path, ["no-such-program-xyz"])
+    log = result.log_path.read_text().strip().splitlines()
+    assert result.returncode == 127
+    assert len(log) == 1 and "no-such-program-xyz" in log[0] and "Traceback" not in log[0]
+
+
+def test_missing_executable_behind_a_limit_prefix_is_127_with_one_line(tmp_path, mechanism):
+    result = _run(tmp_path, ["no-such-program-xyz"], limits=Limits(timeout_s=10, max_file_mb=10))
+    log = result.log_path.read_text().strip().splitlines()
+    assert result.returncode == 127
+    assert len(log) == 1 and "no-such-program-xyz" in log[0] and "Traceback" not in log[0]
+
+
+def test_limits_reject_nonsense():
+    with pytest.raises(ValueError, match="timeout_s"):
+        Limits(timeout_s=0)
+    with pytest.raises(ValueError, match="max_memory_mb"):
+        Limits(timeout_s=1, max_memory_mb=-1)

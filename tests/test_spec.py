@@ -1,0 +1,162 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evolve.spec import CampaignSpec, SpecError, load_spec, spec_to_dict
+
+MINIMAL = """\
+name: demo
+workspace:
+  template: tpl
+  editable: [config.yaml]
+launch:
+  command: python -m trainer.train --config config.yaml
+objective:
+  metric: eval/accuracy
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def with_section(section: str, body: str) -> str:
+    """MINIMAL with one top-level section replaced by `body` (a YAML mapping, indented 2)."""
+    doc = yaml.safe_load(MINIMAL)
+    doc[section] = yaml.safe_load(body)
+    return yaml.safe_dump(doc)
+
+
+def test_full_spec_round_trips_every_field(tmp_path):
+    path = write(tmp_path, """\
+name: rl-addition.v2
+workspace:
+  template: /abs/template
+  editable: [config.yaml, "src/**/*.py"]
+  root: /abs/workspaces
+launch:
+  command: python -m trainer.train --config config.yaml
+  env: {OMP_NUM_THREADS: "1"}
+  timeout_s: 600
+  launcher: docker
+  max_memory_mb: 4096
+  max_cpu_s: 900
+  max_file_mb: 64
+objective:
+  metric: score
+  mode: min
+  source: file
+  path: out/score.json
+  noise_margin: 0.01
+budget: {rounds: 3, wall_s: 1e4}
+brain: {kind: openai, options: {model: gpt-x, temperature: 0.2, stop: [a, b]}}
+memory: /abs/memory/notes.md
+tracking: {uri: "sqlite:///x.db", experiment: exp}
+""")
+    spec = load_spec(path)
+    assert isinstance(spec, CampaignSpec)
+    assert spec_to_dict(spec) == {
+        "name": "rl-addition.v2",
+        "workspace": {"editable": ["config.yaml", "src/**/*.py"], "template": "/abs/template", "repo": "",
+                      "root": "/abs/workspaces"},
+        "launch": {"command": "python -m trainer.train --config config.yaml", "env": {"OMP_NUM_THREADS": "1"},
+                   "timeout_s": 600.0, "launcher": "docker", "max_memory_mb": 4096, "max_cpu_s": 900,
+                   "max_file_mb": 64},
+        "objective": {"metric": "score", "mode": "min", "source": "file", "path": "out/score.json",
+                      "noise_margin": 0.01},
+        "budget": {"rounds": 3, "wall_s": 10000.0},  # "1e4" is a YAML 1.1 string; float fields accept it
+        "brain": {"kind": "openai", "options": {"model": "gpt-x", "temperature": 0.2, "stop": ["a", "b"]}},
+        "memory": "/abs/memory/notes.md",
+        "tracking": {"uri": "sqlite:///x.db", "experiment": "exp"},
+    }
+    assert isinstance(spec.launch.timeout_s, float)
+
+
+def test_minimal_spec_gets_defaults_and_paths_resolve_against_the_spec_directory(tmp_path, monkeypatch):
+    spec_dir = tmp_path / "campaigns"
+    spec_dir.mkdir()
+    write(spec_dir, MINIMAL)
+    monkeypatch.chdir(tmp_path)  # the current directory is not the spec's: the spec's must win
+    spec = load_spec("campaigns/spec.yaml")
+    assert spec.workspace.template == str(spec_dir / "tpl")
+    assert spec.workspace.root == str(spec_dir / "workspaces")
+    assert spec.memory == str(spec_dir / "memory" / "demo.md")
+    assert spec.workspace.repo == ""  # unset stays unset, not "<dir>/"
+    assert (spec.budget.rounds, spec.budget.wall_s, spec.brain.kind, spec.objective.source) == (12, 0.0, "rules",
+                                                                                                 "status")
+    assert (spec.launch.timeout_s, spec.launch.launcher, spec.tracking.experiment) == (1800.0, "local", "evolve")
+
+
+def test_relative_repo_root_and_memory_resolve_against_the_spec_directory(tmp_path):
+    text = MINIMAL.replace("template: tpl", "repo: ../project\n  root: ../ws") + "memory: notes/m.md\n"
+    (tmp_path / "sub").mkdir()
+    spec = load_spec(write(tmp_path / "sub", text))
+    assert spec.workspace.repo == str(tmp_path / "project")
+    assert spec.workspace.root == str(tmp_path / "ws")
+    assert spec.memory == str(tmp_path / "sub" / "notes" / "m.md")
+    assert spec.workspace.template == ""
+
+
+@pytest.mark.parametrize("text, needle", [
+    (MINIMAL.replace("  editable:", "  bogus: 1\n  editable:"), "workspace.bogus: unknown key (known keys here: "),
+    (MINIMAL + "budgets: {rounds: 2}\n", "budgets: unknown key"),
+    (with_section("launch", "{command: x, timeout_s: soon}"), "launch.timeout_s: expected float, got 'soon' (str)"),
+    (with_section("budget", "{rounds: 2.5}"), "budget.rounds: expected int, got 2.5 (float)"),
+    (with_section("budget", "{rounds: true}"), "budget.rounds: expected int, got True (bool)"),
+    (with_section("launch", "{command: x, env: {THREADS: 1}}"), "launch.env.THREADS: expected str, got 1 (int)"),
+    (MINIMAL.replace("[config.yaml]", "[config.yaml, 3]"), "workspace.editable[1]: expected str, got 3 (int)"),
+    (MINIMAL.replace("[config.yaml]", "config.yaml"), "workspace.editable: expected a list of str"),
+    (MINIMAL.replace("[config.yaml]", "[]"), "workspace.editable: list at least one"),
+    (with_section("launch", "{timeout_s: 5}"), "launch.command: required"),
+    (with_section("launch", "{command: '  '}"), "launch.command: must be a non-empty"),
+    (MINIMAL.replace("launch:\n  command: python -m trainer.train --config config.yaml\n", ""),
+     "launch.command: required"),
+    (MINIMAL.replace("name: demo\n", ""), "name: required"),
+    (MINIMAL.replace("objective:\n  metric: eval/accuracy\n", "objective: {}\n"), "objective.metric: required"),
+    (MINIMAL.replace("  editable: [config.yaml]\n", ""), "workspace.editable: required"),
+    (MINIMAL.replace("template: tpl", "template: tpl\n  repo: ../r"), "workspace: set exactly one of template"),
+    (MINIMAL.replace("template: tpl", "root: ws"), "workspace: set exactly one of template"),
+    (with_section("launch", "{command: x, launcher: k8s}"), "launch.launcher: must be 'local' or 'docker'"),
+    (with_section("objective", "{metric: m, mode: maximise}"), "objective.mode: must be 'max' or 'min'"),
+    (with_section("objective", "{metric: m, source: stdout}"), "objective.source: must be one of"),
+    (with_section("objective", "{metric: m, source: file}"), "objective.path: required when source is 'file'"),
+    (with_section("objective", "{metric: m, path: x.json}"), "objective.path: only used with source: file"),
+    (with_section("objective", "{metric: m, noise_margin: -0.1}"), "objective.noise_margin: must be >= 0"),
+    (with_section("brain", "{kind: gpt}"), "brain.kind: must be one of rules, openai, moe"),
+    (with_section("budget", "{rounds: 0}"), "budget.rounds: must be > 0"),
+    (with_section("budget", "{wall_s: -1}"), "budget.wall_s: must be > 0, or 0"),
+    (with_section("launch", "{command: x, timeout_s: 0}"), "launch.timeout_s: must be > 0"),
+    (with_section("launch", "{command: x, max_memory_mb: -1}"), "launch.max_memory_mb: must be >= 0"),
+    (with_section("launch", "[a, b]"), "launch: expected a mapping"),
+    (MINIMAL.replace("name: demo", "name: my campaign"), "name: 'my campaign' must match"),
+    (MINIMAL.replace("name: demo", "name: .."), "name: '..' must match"),
+    (MINIMAL.replace("name: demo", "name: 7"), "name: expected str, got 7 (int); quote it"),
+])
+def test_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: "), message
+    assert needle in message, message
+    assert "\n" not in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "name: demo\nlaunch:\n  command: [x,\n")
+    with pytest.raises(SpecError, match=r"spec\.yaml: line \d+ is not valid YAML \(") as e:
+        load_spec(path)
+    assert "\n" not in str(e.value)
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    with pytest.raises(SpecError, match=r"spec\.yaml: top level must be a mapping"):
+        load_spec(write(tmp_path, "- name: demo\n"))
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(SpecError, match=r"x\.yaml: spec file not found; "):
+        load_spec(tmp_path / "x.yaml")
