@@ -1,8 +1,9 @@
 """The `evolve` command line.
 
     evolve train --config CONFIG [--run-dir DIR] [--scaffold FILE] [--set key=value ...] [--resume]
+    evolve triage TARGET [--json]      TARGET: a run directory, a log file, or mlflow:<run_id>
 
-Later subcommands (campaign, triage, report, serve, export) plug in here as they land.
+Later subcommands (campaign, report, serve, export) plug in here as they land.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("train", help="train the embedded MoE model (SFT warm-up, then RL with CISPO)",
                    add_help=False)
+    sub.add_parser("triage", help="diagnose a run directory, a log file or mlflow:<run_id>", add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -24,8 +26,29 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.train import main as train_main  # torch loads only for commands that need it
 
         return train_main(argv[1:])
+    if argv[0] == "triage":
+        return triage_main(argv[1:])
     parser.parse_args(argv[:1])  # prints "invalid choice" and exits 2
     return 2
+
+
+def triage_main(argv: list[str]) -> int:
+    """`evolve triage`: read-only, and it never imports torch, so it is quick on any machine."""
+    import json
+
+    from evolve.triage import TargetNotFound, format_text, triage
+
+    p = argparse.ArgumentParser(prog="evolve triage", description="Diagnose a failed (or suspect) training run.")
+    p.add_argument("target", help="a run directory, a log file, or mlflow:<run_id> (uses $MLFLOW_TRACKING_URI)")
+    p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    args = p.parse_args(argv)
+    try:
+        diagnosis = triage(args.target)
+    except (TargetNotFound, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else format_text(diagnosis))
+    return 0
 
 
 if __name__ == "__main__":
