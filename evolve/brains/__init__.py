@@ -1,0 +1,176 @@
+"""The brain contract: what a planner sees (`PlanContext`), what it returns (`Proposal`), and how a
+proposal's changes reach the workspace (`apply_changes`).
+
+A brain never edits files itself. It returns data — YAML key sets and file patches — so that the graph
+can log the proposal before anything happens, compare it with what was already tried, and validate it
+before it touches the workspace. Every brain (rules, an LLM, a mixture) speaks this one shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+
+from trainer.config import ConfigError, TrainConfig, load_config
+
+TRAINER_CONFIG = "config.yaml"
+TRAINER_SECTIONS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+
+
+@dataclass
+class Change:
+    """One edit: set the dotted `key` to `value` in the YAML `file`, or, when `patch` is given, apply a
+    unified diff (text starting with `---` or `diff`) or replace the whole file with `patch`."""
+    file: str
+    key: str = ""
+    value: Any = None
+    patch: str = ""
+
+
+@dataclass
+class Proposal:
+    id: str  # the remedy or move id, so outcomes can be credited back to it
+    hypothesis: str
+    changes: list[Change]
+    expected: str
+    source: str  # which brain and which branch of it, e.g. "rules/remedy"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Proposal:
+        changes = [c if isinstance(c, Change) else Change(**c) for c in d.get("changes") or []]
+        return cls(d["id"], d.get("hypothesis", ""), changes, d.get("expected", ""), d.get("source", ""))
+
+
+@dataclass
+class PlanContext:
+    diagnosis: dict[str, Any] | None  # Diagnosis.to_dict() of the last run; None before the first run
+    history: list[dict[str, Any]] = field(default_factory=list)  # {"round", "proposal", "verdict", "objective", "kind"}
+    config: dict[str, Any] = field(default_factory=dict)  # the workspace's config.yaml as loaded YAML
+    memory_summary: str = ""
+    round: int = 0
+    objective_mode: Literal["max", "min"] = "max"
+
+
+class Brain(Protocol):
+    def propose(self, ctx: PlanContext) -> Proposal: ...
+
+
+# ---------------------------------------------------------------------------------------- applying
+
+def change_key(changes: list[Change]) -> tuple:
+    """A canonical, hashable form of a change set, so "was this exact edit tried before?" is a set lookup.
+    Floats are compared to 12 significant digits: 5e-05 written by one round and 5.0e-5 read back from
+    YAML by another are the same edit."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, float):
+            return float(f"{v:.12g}")
+        if isinstance(v, dict):
+            return tuple(sorted((str(k), norm(x)) for k, x in v.items()))
+        if isinstance(v, list):
+            return tuple(norm(x) for x in v)
+        return v
+    return tuple(sorted((c.file, c.key, repr(norm(c.value)), c.patch) for c in changes))
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """tree["a"]["b"] = value for key "a.b", creating sections as needed."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = tree.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"{key}: {part} is not a section")
+        tree = node
+    tree[leaf] = value
+
+
+def is_trainer_config(path: Path, tree: dict[str, Any]) -> bool:
+    # A user's project may have its own config.yaml; only one made of trainer sections is checked
+    # against the trainer's schema.
+    return path.name == TRAINER_CONFIG and bool(tree) and set(tree) <= TRAINER_SECTIONS
+
+
+def check_trainer_config(tree: dict[str, Any], where: Path | None = None) -> None:
+    """Raise ConfigError if `tree` would not load as a trainer config. Written next to `where` so a
+    relative `scaffold:` resolves as it would in place."""
+    folder = where.parent if where else None
+    fd, tmp = tempfile.mkstemp(suffix=".yaml", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(tree, f, sort_keys=False)
+        load_config(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def apply_changes(workspace_dir: Path, changes: list[Change]) -> list[str]:
+    """Apply key sets and patches to files in `workspace_dir`; return the changed paths (relative).
+
+    All key sets are applied in memory and validated first, then each file is written atomically
+    (temp file + rename), so a rejected proposal leaves the workspace untouched. A key set that breaks
+    the trainer config is a ValueError whose one line names the key."""
+    root = Path(workspace_dir).resolve()
+    trees: dict[str, dict[str, Any]] = {}
+    trainer_files: set[str] = set()
+    touched: dict[str, list[str]] = {}
+    patches: list[Change] = []
+    for c in changes:
+        path = _inside(root, c.file)
+        if c.patch:
+            patches.append(c)
+            continue
+        if not c.key:
+            raise ValueError(f"{c.file}: a change needs a key or a patch")
+        if c.file not in trees:
+            tree = yaml.safe_load(path.read_text()) if path.is_file() else {}
+            trees[c.file] = tree if isinstance(tree, dict) else {}
+            if is_trainer_config(path, trees[c.file]):
+                trainer_files.add(c.file)
+        set_dotted(trees[c.file], c.key, c.value)
+        touched.setdefault(c.file, []).append(f"{c.key}={c.value!r}")
+    for name in trainer_files:
+        try:
+            check_trainer_config(trees[name], _inside(root, name))
+        except ConfigError as e:
+            raise ValueError(f"{name}: {', '.join(touched[name])} rejected: {e}") from None
+    for name, tree in trees.items():
+        _write_atomic(_inside(root, name), yaml.safe_dump(tree, sort_keys=False))
+    for c in patches:
+        _apply_patch(root, c)
+    return list(dict.fromkeys([*trees, *(c.file for c in patches)]))
+
+
+def _inside(root: Path, name: str) -> Path:
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{name}: outside the workspace")
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _apply_patch(root: Path, c: Change) -> None:
+    if c.patch.startswith(("--- ", "diff ")):
+        # git apply checks the whole diff before touching anything, and works outside a repository too
+        p = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=root, input=c.patch,
+                           capture_output=True, text=True)
+        if p.returncode:
+            first = (p.stderr.strip().splitlines() or ["git apply failed"])[0]
+            raise ValueError(f"{c.file}: patch does not apply: {first}")
+    else:
+        _write_atomic(_inside(root, c.file), c.patch)

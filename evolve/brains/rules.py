@@ -1,0 +1,233 @@
+"""The rules brain: a playbook policy that needs no model and no network.
+
+After a failed run it applies the triage playbook's remedies for the diagnosed kind, best-ranked first,
+each at most once per campaign. After a healthy run it picks an improvement move from playbooks/moves.yaml
+with UCB1 over past keep/revert outcomes: every move is tried once in playbook order, then the moves that
+were kept more often are tried again (relative moves like `rl.lr: "*2"` resolve against the current
+config, so trying a kept move again is a new edit). It never proposes an edit it already tried — a reverted
+change set would fail the same way — and when the playbook is exhausted it perturbs rl.lr by a random
+factor that is new. Everything is a function of (seed, history, config), so a resumed campaign proposes
+what the interrupted one would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evolve.brains import (
+    TRAINER_CONFIG,
+    TRAINER_SECTIONS,
+    Change,
+    PlanContext,
+    Proposal,
+    change_key,
+    check_trainer_config,
+    set_dotted,
+)
+from trainer.config import MODEL_PRESETS, ConfigError, TrainConfig
+
+MOVES = Path(__file__).resolve().parents[2] / "playbooks" / "moves.yaml"
+_MOVE_KEYS = {"id", "hypothesis", "expected", "set", "when", "file", "scaffold"}
+_CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+_OPS = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
+        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+@dataclass
+class Move:
+    id: str
+    hypothesis: str
+    expected: str
+    set: dict[str, Any] = field(default_factory=dict)
+    when: dict[str, str] = field(default_factory=dict)
+    file: str = TRAINER_CONFIG
+    scaffold: bool = False
+
+
+def load_moves(path: str | Path | None = None) -> list[Move]:
+    """Read playbooks/moves.yaml strictly: an unknown key or a duplicate id is a ValueError naming it."""
+    path = Path(path) if path else MOVES
+    raw = (yaml.safe_load(path.read_text()) or {}).get("moves") or []
+    moves: list[Move] = []
+    for spec in raw:
+        where = f"{path}: moves.{spec.get('id', '?')}"
+        if unknown := set(spec) - _MOVE_KEYS:
+            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_MOVE_KEYS)})")
+        if not spec.get("id") or not spec.get("hypothesis") or not spec.get("expected"):
+            raise ValueError(f"{where}: each move needs an id, a hypothesis and an expected effect")
+        if not spec.get("scaffold") and not spec.get("set"):
+            raise ValueError(f"{where}: a move needs `set` unless it is a scaffold move")
+        for cond in (spec.get("when") or {}).values():
+            if not _CONDITION.match(str(cond)):
+                raise ValueError(f"{where}.when: {cond!r} is not '<op> <value>' with op in {list(_OPS)}")
+        if any(m.id == spec["id"] for m in moves):
+            raise ValueError(f"{where}: duplicate id")
+        moves.append(Move(**{k: v for k, v in spec.items() if v is not None}))
+    return moves
+
+
+class RulesBrain:
+    """Playbook remedies after a failure, a UCB1 bandit over improvement moves after a healthy run."""
+
+    source = "rules"
+
+    def __init__(self, playbook_moves: list[Move] | str | Path | None = None, seed: int = 0,
+                 exploration: float = 1.0) -> None:
+        if isinstance(playbook_moves, list):
+            self.moves = playbook_moves
+        else:
+            self.moves = load_moves(playbook_moves)
+        self.seed = seed
+        self.exploration = exploration  # the UCB1 constant; 1.0 is the textbook sqrt(2 ln N / n)
+
+    def propose(self, ctx: PlanContext) -> Proposal:
+        tried = {change_key(Proposal.from_dict(h["proposal"]).changes) for h in ctx.history if h.get("proposal")}
+        view = ConfigView(ctx.config)
+        diagnosis = ctx.diagnosis or {}
+        kind = diagnosis.get("kind")
+        if kind and kind != "healthy":
+            if proposal := self._remedy(diagnosis, view, tried):
+                return proposal
+        return self._move(ctx, view, tried) or self._perturb(ctx, view, tried)
+
+    # ------------------------------------------------------------------------------------ failures
+
+    def _remedy(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple]) -> Proposal | None:
+        kind = diagnosis["kind"]
+        for remedy in diagnosis.get("remedies") or []:
+            if not remedy.get("set"):
+                continue  # scaffold advice or "rename the key": not something a key set can do
+            changes = [Change(TRAINER_CONFIG, k, v) for k, v in remedy["set"].items()]
+            if view.usable(changes, tried):
+                cause = diagnosis.get("root_cause") or f"The run failed with {kind}."
+                return Proposal(remedy["id"], f"{cause} {remedy['text']}", changes,
+                                f"run ends healthy, kind no longer {kind}", f"{self.source}/remedy")
+        return None
+
+    # ------------------------------------------------------------------------------------ improvements
+
+    def _move(self, ctx: PlanContext, view: ConfigView, tried: set[tuple]) -> Proposal | None:
+        for move in self._ranked(ctx.history):
+            if not all(view.holds(k, cond) for k, cond in move.when.items()):
+                continue
+            changes = view.resolve(move)
+            if changes is not None and view.usable(changes, tried):
+                edits = "; ".join(f"{c.key}: {view.get(c.key)!r} → {c.value!r}" for c in changes)
+                return Proposal(move.id, f"{move.hypothesis} ({edits})", changes, move.expected,
+                                f"{self.source}/move")
+        return None
+
+    def _ranked(self, history: list[dict[str, Any]]) -> list[Move]:
+        """Untried moves in playbook order, then the rest by UCB1 score (ties: playbook order)."""
+        moves = [m for m in self.moves if not m.scaffold]  # scaffold moves need a brain that writes code
+        pulls = {m.id: 0 for m in moves}
+        wins = {m.id: 0.0 for m in moves}
+        for h in history:
+            move_id = (h.get("proposal") or {}).get("id")
+            if move_id in pulls:
+                pulls[move_id] += 1
+                wins[move_id] += 1.0 if h.get("verdict") == "keep" else 0.0
+        total = sum(pulls.values())
+
+        def score(m: Move) -> float:
+            n = pulls[m.id]
+            if n == 0:
+                return math.inf
+            return wins[m.id] / n + self.exploration * math.sqrt(2 * math.log(total) / n)
+
+        order = {m.id: i for i, m in enumerate(moves)}
+        return sorted(moves, key=lambda m: (-score(m), order[m.id]))
+
+    def _perturb(self, ctx: PlanContext, view: ConfigView, tried: set[tuple]) -> Proposal:
+        """Last resort: rl.lr times a random factor in [0.5, 2], rounded to 3 digits, that is new."""
+        rng = random.Random(f"{self.seed}:{len(ctx.history)}")  # str seeds are stable across processes
+        lr = float(view.get("rl.lr") or 1e-4)
+        for _ in range(1000):
+            value = float(f"{lr * 2 ** rng.uniform(-1, 1):.3g}")
+            changes = [Change(TRAINER_CONFIG, "rl.lr", value)]
+            if view.usable(changes, tried):
+                return Proposal("lr_perturb", f"Every playbook move was tried; a nearby learning rate "
+                                f"({lr!r} → {value!r}) may still improve the objective.", changes,
+                                "eval/accuracy changes by a small amount; keep if it rises.", f"{self.source}/perturb")
+        raise RuntimeError("no untried rl.lr perturbation left")  # 1000 draws all tried: not a real campaign
+
+
+class ConfigView:
+    """The workspace config as the trainer would see it: the YAML, else the preset, else the default,
+    so a relative move on a key the YAML leaves out (rl.temperature) still has a value to start from."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config or {}
+        self.is_trainer = set(self.config) <= TRAINER_SECTIONS
+        defaults = dataclasses.asdict(TrainConfig()) if self.is_trainer else {}
+        preset = (self.config.get("model") or {}).get("preset") if self.is_trainer else None
+        if preset in MODEL_PRESETS:
+            defaults["model"].update(MODEL_PRESETS[preset])
+        self.defaults = defaults
+
+    def get(self, key: str) -> Any:
+        for tree in (self.config, self.defaults):
+            node: Any = tree
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node = node[part]
+            else:
+                return node
+        return None
+
+    def holds(self, key: str, condition: str) -> bool:
+        op, rhs = _CONDITION.match(str(condition)).groups()
+        current, target = self.get(key), yaml.safe_load(rhs)
+        if _is_number(current) and isinstance(target, str):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                target = float(target)
+            except ValueError:
+                return False
+        try:
+            return current is not None and bool(_OPS[op](current, target))
+        except TypeError:
+            return False
+
+    def resolve(self, move: Move) -> list[Change] | None:
+        """The move's key sets with "*k" / "+k" turned into numbers; None if a current value is missing."""
+        changes = []
+        for key, value in move.set.items():
+            if isinstance(value, str) and value[:1] in ("*", "+"):
+                current = self.get(key)
+                if not _is_number(current):
+                    return None
+                k = float(value[1:])
+                result = current * k if value[0] == "*" else current + k
+                value = int(round(result)) if isinstance(current, int) else float(f"{result:.6g}")
+            changes.append(Change(move.file, key, value))
+        return changes
+
+    def usable(self, changes: list[Change], tried: set[tuple]) -> bool:
+        """New, not a no-op, and (for the trainer config) still a config the trainer accepts."""
+        if change_key(changes) in tried:
+            return False
+        if all(change_key([c]) == change_key([dataclasses.replace(c, value=self.get(c.key))]) for c in changes):
+            return False  # the config already says this: the run would repeat itself
+        if not self.is_trainer or any(c.file != TRAINER_CONFIG for c in changes):
+            return True
+        tree = yaml.safe_load(yaml.safe_dump(self.config))  # a deep copy that stays plain YAML
+        try:
+            for c in changes:
+                set_dotted(tree, c.key, c.value)
+            check_trainer_config(tree)
+        except (ConfigError, ValueError):
+            return False
+        return True
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)

@@ -1,0 +1,252 @@
+"""The campaign's memory: a JSONL ledger for the machine and a markdown self-criticism file for the brain.
+
+A round is recorded in four places under one round id (DESIGN.md, "Round record"): a ledger line, an MLflow
+child run, a memory entry and a git commit. The ledger is the source of truth for resuming a campaign;
+the memory file is what a planner reads (as a bounded `summary`) so that it does not repeat a losing move.
+
+Both writers are idempotent per round: a campaign that crashes after writing round N and is resumed
+replays round N's bookkeeping, and that must not record it twice. A crash in the middle of a ledger write
+leaves a torn last line; reading drops it (with a warning) instead of refusing to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+VERDICTS = ("keep", "revert", "crash")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    parent: str  # commit the round started from
+    commit: str  # commit that holds the round's edit
+    proposal: dict[str, Any]  # hypothesis, changes, expected, source
+    status: str  # run status: succeeded | failed | timeout | ...
+    kind: str  # diagnosis kind (playbooks/triage.yaml vocabulary)
+    objective: float | None
+    verdict: str  # keep | revert | crash
+    criticism: dict[str, str]  # hypothesis, change, expected, observed, verdict, lesson
+    wall_s: float
+    mlflow_run_id: str = ""  # the training run's own MLflow run, when it had one
+    time: str = field(default_factory=_now)  # ISO 8601, UTC
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {self.verdict!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RoundRecord:
+        known = {f.name for f in fields(cls)}
+        # ignore keys a newer version may have added, so an old agent can still resume from the ledger
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---------------------------------------------------------------------------------------- ledger
+
+class Ledger:
+    """One RoundRecord per line of a JSONL file, appended durably (flush + fsync)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def records(self) -> list[RoundRecord]:
+        return [RoundRecord.from_dict(d) for d in self._load()]
+
+    def last_round(self) -> int:
+        """The highest recorded round, 0 when none (rounds count from 1)."""
+        return max((r.round for r in self.records()), default=0)
+
+    def append(self, record: RoundRecord) -> bool:
+        """Write the record unless its round is already there. Returns whether it was written."""
+        if any(d.get("round") == record.round for d in self._load()):
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record.to_dict(), sort_keys=True, allow_nan=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def _load(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.splitlines(keepends=True)
+        out: list[dict[str, Any]] = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i != len(lines) - 1:
+                    # only the last line can be torn by a crash; damage elsewhere needs a person
+                    raise ValueError(f"{self.path}:{i + 1}: corrupt ledger line (not the last one)") from None
+                log.warning("%s: dropping a torn last line (a crash mid-write?): %.80r", self.path, line)
+                self._truncate(len("".join(lines[:i]).encode("utf-8")))
+                return out
+        if text and not text.endswith("\n"):
+            # a complete record whose newline was lost: restore it so the next append starts a new line
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("\n")
+        return out
+
+    def _truncate(self, size: int) -> None:
+        with open(self.path, "r+b") as f:
+            f.truncate(size)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------------------- self-criticism
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """`{"rl": {"lr": 1e-4}}` → `{"rl.lr": "0.0001"}`; lists index their items (`changes.0.path`)."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {prefix or "value": str(value)}
+    out: dict[str, str] = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def describe_changes(changes: Any, limit: int = 300) -> str:
+    """A one-line description of a proposal's changes, e.g. `rl.lr=0.0001, rl.clip_high=0.28`."""
+    if not changes:
+        return "no change"
+    text = changes if isinstance(changes, str) else ", ".join(f"{k}={v}" for k, v in flatten(changes).items())
+    return _one_line(text, limit)
+
+
+def _one_line(text: Any, limit: int = 300) -> str:
+    s = " ".join(str(text).split())  # newlines would break the memory file's one-line fields
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def _num(x: float | None) -> str:
+    return "none" if x is None else f"{x:.4g}"
+
+
+def criticise(proposal: dict[str, Any], status: str, kind: str, objective: float | None, best: float | None,
+              verdict: str, mode: str = "max") -> dict[str, str]:
+    """The self-criticism of one round: what was tried and expected, what happened, and the lesson.
+
+    Plain rules, no model: the point is a record the next plan can read, written the same way every round.
+    `best` is the best objective before this round (None for the first round).
+    """
+    change = describe_changes(proposal.get("changes"))
+    observed = f"{status}, {kind}, objective {_num(objective)} vs best {_num(best)}"
+    if verdict == "crash":
+        lesson = f"{change} ended in {kind} ({status}); do not repeat it without a fix for {kind}"
+    elif verdict == "keep":
+        lesson = (f"{change} set a first baseline of {_num(objective)}" if best is None else
+                  f"{change} improved the objective ({_num(best)} → {_num(objective)}); build on it")
+    elif objective is None:
+        lesson = f"{change} produced no objective ({kind}); check the run writes {status!r} results"
+    elif best is not None and objective == best:
+        lesson = f"{change} made no measurable difference; try a larger step or another knob"
+    else:
+        worse = best is not None and (objective < best if mode == "max" else objective > best)
+        outcome = "made it worse" if worse else "did not beat the best by the noise margin"
+        lesson = f"{change} {outcome}; avoid this direction"
+        if kind != "healthy":
+            lesson += f" (the run also showed {kind})"
+    return {
+        "hypothesis": _one_line(proposal.get("hypothesis", "")),
+        "change": change,
+        "expected": _one_line(proposal.get("expected", "")),
+        "observed": observed,
+        "verdict": verdict,
+        "lesson": _one_line(lesson, 500),
+    }
+
+
+# ---------------------------------------------------------------------------------------- memory file
+
+_HEADING = re.compile(r"^## Round (\d+) — (\w+)\s*$", re.MULTILINE)
+_FIELD = re.compile(r"^- \*\*(\w+):\*\* (.*)$", re.MULTILINE)
+_FIELDS = ("hypothesis", "change", "expected", "observed", "verdict", "lesson")
+
+
+class Memory:
+    """The markdown self-criticism file: a header, then one `## Round N — <verdict>` section per round."""
+
+    HEADER = ("# Memory\n\nOne section per round: what was tried, what was expected, what was observed, and the "
+              "lesson. Written by the agent; read back as a summary when it plans the next round.\n")
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @staticmethod
+    def entry(record: RoundRecord) -> str:
+        """The section for one round (also logged to MLflow as the round's memory.md)."""
+        c = record.criticism
+        lines = [f"## Round {record.round} — {record.verdict}", ""]
+        lines += [f"- **{k}:** {_one_line(c.get(k, '') or '-', 1000)}" for k in _FIELDS]
+        return "\n".join(lines) + "\n"
+
+    def append(self, record: RoundRecord) -> bool:
+        """Add the round's section unless it is already there. Returns whether it was written."""
+        if record.round in self.rounds():
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.is_file() or not self.path.read_text(encoding="utf-8").strip()
+        with open(self.path, "a" if not new else "w", encoding="utf-8") as f:
+            f.write((self.HEADER if new else "") + "\n" + self.entry(record))
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def rounds(self) -> list[int]:
+        return [int(m.group(1)) for m in _HEADING.finditer(self._text())]
+
+    def sections(self) -> list[dict[str, Any]]:
+        """Each section as {round, verdict, <fields>}, in file order."""
+        text = self._text()
+        heads = list(_HEADING.finditer(text))
+        out = []
+        for i, m in enumerate(heads):
+            body = text[m.end():heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+            out.append({"round": int(m.group(1)), "verdict": m.group(2),
+                        **{f.group(1): f.group(2) for f in _FIELD.finditer(body)}})
+        return out
+
+    def summary(self, max_chars: int = 2000) -> str:
+        """What the next plan should know: verdict counts, then lessons newest first, never over max_chars."""
+        sections = self.sections()
+        if not sections:
+            return "No rounds yet."[:max_chars]
+        counts = {v: sum(s["verdict"] == v for s in sections) for v in VERDICTS}
+        text = (f"{len(sections)} rounds: {counts['keep']} keep, {counts['revert']} revert, "
+                f"{counts['crash']} crash.\nLessons, newest first:")[:max_chars]
+        for s in sorted(sections, key=lambda s: s["round"], reverse=True):
+            line = f"\n- round {s['round']} ({s['verdict']}): {_one_line(s.get('lesson', '-'), 400)}"
+            if len(text) + len(line) > max_chars:
+                break  # whole lines only: a cut lesson reads as a different lesson
+            text += line
+        return text
+
+    def _text(self) -> str:
+        return self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
