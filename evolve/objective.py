@@ -1,0 +1,129 @@
+"""The campaign's objective: one number read from a finished run, and whether it beats the best.
+
+Where the number lives is the spec's choice (`objective.source`), because launched code may be the
+in-repo trainer (status.json summary, metrics.jsonl), a user's script that writes a results file, or
+anything that logs to MLflow. A run that did not produce the metric has no objective (None), which
+the decide step treats like a failure: a crash must never look like a score of 0 that "improved".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evolve.spec import ObjectiveSpec
+
+
+class ObjectiveError(ValueError):
+    pass
+
+
+def read_objective(spec: ObjectiveSpec, run_dir: str | Path, tracking_uri: str = "") -> float | None:
+    """The objective of the run in `run_dir`, or None when the run did not report a finite value."""
+    run_dir = Path(run_dir)
+    if spec.source == "status":
+        value = _lookup(_json(run_dir / "status.json").get("summary") or {}, spec.metric)
+    elif spec.source == "metrics":
+        value = _last_metric(run_dir / "metrics.jsonl", spec.metric)
+    elif spec.source == "file":
+        value = _from_file(run_dir / spec.path, spec.metric)
+    else:
+        value = _from_mlflow(run_dir, spec.metric, tracking_uri)
+    return _finite(value)
+
+
+def improved(new: float | None, best: float | None, spec: ObjectiveSpec) -> bool:
+    """True when `new` beats `best` by more than the noise margin in the spec's direction."""
+    if new is None:
+        return False
+    if best is None:
+        return True
+    gain = new - best if spec.mode == "max" else best - new
+    return gain > spec.noise_margin
+
+
+def _lookup(tree: dict, metric: str) -> Any:
+    """`metric` as a key, as a dotted path, or with '/' spelled '_' (trainer summaries flatten
+    `eval/accuracy` to `eval_accuracy`)."""
+    for key in (metric, metric.replace("/", "_")):
+        if key in tree:
+            return tree[key]
+    node: Any = tree
+    for part in metric.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as e:
+        raise ObjectiveError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _last_metric(path: Path, metric: str) -> Any:
+    value = None
+    try:
+        with path.open() as f:  # streamed: metrics files grow with the run
+            for line in f:
+                if metric in line:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a torn last line of a killed run
+                    if metric in record:
+                        value = record[metric]
+    except FileNotFoundError:
+        return None
+    return value
+
+
+def _from_file(path: Path, metric: str) -> Any:
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    if path.suffix in (".json", ".yaml", ".yml"):
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ObjectiveError(f"{path}: cannot parse ({e})") from None
+        return _lookup(data, metric) if isinstance(data, dict) else None
+    value = None  # `key: value` (or `key=value`) lines; the last one wins, as in a printed summary
+    for line in text.splitlines():
+        for sep in (":", "="):
+            key, found, rest = line.partition(sep)
+            if found and key.strip() == metric:
+                value = rest.strip()
+                break
+    return value
+
+
+def _from_mlflow(run_dir: Path, metric: str, tracking_uri: str) -> Any:
+    run_id = _lookup(_json(run_dir / "status.json").get("summary") or {}, "mlflow_run_id")
+    log = run_dir / "stdout.log"
+    if not run_id and log.is_file():
+        run_id = _from_file(log, "mlflow_run_id")
+    if not run_id:
+        return None
+    from mlflow.tracking import MlflowClient  # slow import: only MLflow objectives pay for it
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    return MlflowClient(uri).get_run(str(run_id)).data.metrics.get(metric)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
