@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from evolve.spec import ObjectiveSpec
+from evolve.tracking import resolve_uri
 
 
 class ObjectiveError(ValueError):
@@ -117,8 +117,7 @@ def _from_mlflow(run_dir: Path, metric: str, tracking_uri: str) -> Any:
         return None
     from mlflow.tracking import MlflowClient  # slow import: only MLflow objectives pay for it
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    return MlflowClient(uri).get_run(str(run_id)).data.metrics.get(metric)
+    return MlflowClient(resolve_uri(tracking_uri)).get_run(str(run_id)).data.metrics.get(metric)
 
 
 def _finite(value: Any) -> float | None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trainer.config import ConfigError, coerce_value
 
 
 class SpecError(ValueError):
@@ -219,52 +220,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float, bool)):
-            # `yes`, `1.10` and `0755` do not survive YAML as the text the user typed: make them quote it
-            raise SpecError(f"{key}: expected str, got {value!r} ({type(value).__name__}); quote it in the YAML")
-    elif origin is list:
-        if isinstance(value, list):
-            (item,) = typing.get_args(hint)
-            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, dict):
-            _, vt = typing.get_args(hint)
-            return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    elif origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            try:
-                return _coerce(value, arm, key)
-            except SpecError:
-                continue
-    else:
-        raise AssertionError(f"unsupported spec type {hint} at {key}")
-    raise SpecError(f"{key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
-
-
-def _type_name(hint: Any) -> str:
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is list:
-        return f"a list of {_type_name(args[0])}"
-    if typing.get_origin(hint) is dict:
-        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
-    return getattr(hint, "__name__", str(hint))
+    try:
+        return coerce_value(value, hint, key)
+    except ConfigError as e:  # the same strict rules as the trainer's config, reported as a spec error
+        raise SpecError(str(e)) from None

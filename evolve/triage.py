@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import string
 import tempfile
@@ -219,9 +218,11 @@ def _triage_mlflow(run_id: str, book: Playbook) -> Diagnosis:
     from mlflow.exceptions import MlflowException  # slow to import: only MLflow targets pay for it
     from mlflow.tracking import MlflowClient
 
+    from evolve.tracking import resolve_uri
+
     # explicit: another component may have called mlflow.set_tracking_uri in this process, and that
     # process-wide setting would otherwise win over the environment the user (or a campaign) set
-    client = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+    client = MlflowClient(resolve_uri())
     try:
         run = client.get_run(run_id)
     except MlflowException:

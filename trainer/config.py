@@ -277,7 +277,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, f"{prefix}{key}.")
         else:
-            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+            kwargs[key] = coerce_value(value, hint, f"{prefix}{key}")
     try:
         return cls(**kwargs)
     except ConfigError as e:
@@ -285,8 +285,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         raise ConfigError(str(e)) from None
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
+def coerce_value(value: Any, hint: Any, key: str) -> Any:
+    """`value` (as YAML parsed it) checked against the type `hint`; ConfigError names `key` otherwise.
+    Shared with evolve's campaign spec, so both files follow one set of rules."""
     origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -296,7 +300,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        if isinstance(value, str):  # YAML 1.1 reads "1e3" (no dot) as a string
             try:
                 return float(value)
             except ValueError:
@@ -304,23 +308,38 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, (int, float, bool)):
+            # `yes`, `1.10` and `0755` do not survive YAML as the text the user typed: make them quote it
+            raise ConfigError(f"{key}: expected str, got {value!r} ({type(value).__name__}); quote it in the YAML")
+    elif origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(hint)
+            return [coerce_value(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict):
             _, vt = typing.get_args(hint)
-            return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    elif origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            try:
-                return _coerce(value, arm, key)
-            except ConfigError:
-                continue
+            return {str(k): coerce_value(v, vt, f"{key}.{k}") for k, v in value.items()}
     elif hint is dict:
         if isinstance(value, dict):
             return value
+    elif origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            try:
+                return coerce_value(value, arm, key)
+            except ConfigError:
+                continue
     else:
         raise AssertionError(f"unsupported config type {hint} at {key}")
-    name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{key}: expected {name}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(args[0])}"
+    if typing.get_origin(hint) is dict:
+        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    return getattr(hint, "__name__", str(hint))
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
