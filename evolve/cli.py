@@ -2,8 +2,13 @@
 
     evolve train --config CONFIG [--run-dir DIR] [--scaffold FILE] [--set key=value ...] [--resume]
     evolve triage TARGET [--json]      TARGET: a run directory, a log file, or mlflow:<run_id>
+    evolve campaign start SPEC [--verbose]
+    evolve campaign resume NAME [--verbose]
+    evolve campaign status NAME [--json]
+    evolve report NAME
 
-Later subcommands (campaign, report, serve, export) plug in here as they land.
+User errors (a bad spec, an unknown campaign, a dirty tree) print one line and exit 2. Later
+subcommands (serve, export) plug in here as they land.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("train", help="train the embedded MoE model (SFT warm-up, then RL with CISPO)",
                    add_help=False)
     sub.add_parser("triage", help="diagnose a run directory, a log file or mlflow:<run_id>", add_help=False)
+    sub.add_parser("campaign", help="start, resume or show a campaign (the agent's round loop)", add_help=False)
+    sub.add_parser("report", help="write a campaign's report (markdown + HTML with a plot)", add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -28,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         return train_main(argv[1:])
     if argv[0] == "triage":
         return triage_main(argv[1:])
+    if argv[0] in ("campaign", "report"):
+        from evolve.campaign_cli import campaign_main, report_main
+
+        return campaign_main(argv[1:]) if argv[0] == "campaign" else report_main(argv[1:])
     parser.parse_args(argv[:1])  # prints "invalid choice" and exits 2
     return 2
 

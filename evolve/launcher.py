@@ -133,11 +133,14 @@ def _capped(which: int, value: int) -> int:
 
 
 def launch(command: str | list[str], cwd: Path, run_dir: Path, limits: Limits, env: Mapping[str, str] | None = None,
-           on_line: Callable[[str], None] | None = None, grace_s: float = 5.0) -> LaunchResult:
+           on_line: Callable[[str], None] | None = None, grace_s: float = 5.0,
+           on_start: Callable[[int], None] | None = None) -> LaunchResult:
     """Run `command` in `cwd` to completion or timeout; its output goes to `<run_dir>/launch.log` and `on_line`.
 
     `on_line` gets each line without its line ending, in order, from a reader thread. If it raises, the run
     is killed and the error re-raised here; so is any exception (Ctrl-C included) raised while waiting.
+    `on_start` gets the process group id as soon as the command runs, so a caller that may itself be
+    killed can record it and end an orphaned run later.
     """
     cwd, run_dir = Path(cwd), Path(run_dir).absolute()
     if not cwd.is_dir():
@@ -166,6 +169,8 @@ def launch(command: str | list[str], cwd: Path, run_dir: Path, limits: Limits, e
         reader.start()
         timed_out = False
         try:
+            if on_start:
+                on_start(proc.pid)  # the group leader's pid is the group id (start_new_session)
             try:
                 proc.wait(timeout=limits.timeout_s)
             except subprocess.TimeoutExpired:

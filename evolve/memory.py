@@ -133,10 +133,26 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
 
 
 def describe_changes(changes: Any, limit: int = 300) -> str:
-    """A one-line description of a proposal's changes, e.g. `rl.lr=0.0001, rl.clip_high=0.28`."""
+    """A one-line description of a proposal's changes, e.g. `rl.lr=0.0001, rl.eps_high=0.28`.
+
+    Takes a proposal's change list (`[{"file", "key", "value", "patch"}]`: key sets read `key=value`,
+    with the file named when it is not the trainer's config.yaml; patches read `patch <file>`), or any
+    nested dict of settings."""
     if not changes:
         return "no change"
-    text = changes if isinstance(changes, str) else ", ".join(f"{k}={v}" for k, v in flatten(changes).items())
+    if isinstance(changes, str):
+        text = changes
+    elif isinstance(changes, list) and all(isinstance(c, dict) and "file" in c for c in changes):
+        parts = []
+        for c in changes:
+            if c.get("patch"):
+                parts.append(f"patch {c['file']}")
+            else:
+                where = "" if c["file"] == "config.yaml" else f"{c['file']}:"
+                parts.append(f"{where}{c.get('key')}={c.get('value')}")
+        text = ", ".join(parts)
+    else:
+        text = ", ".join(f"{k}={v}" for k, v in flatten(changes).items())
     return _one_line(text, limit)
 
 
@@ -158,7 +174,11 @@ def criticise(proposal: dict[str, Any], status: str, kind: str, objective: float
     """
     change = describe_changes(proposal.get("changes"))
     observed = f"{status}, {kind}, objective {_num(objective)} vs best {_num(best)}"
-    if verdict == "crash":
+    target = proposal.get("target")
+    if verdict == "crash" and target and kind not in (target, "crash"):
+        lesson = (f"{change} removed {target}, and the run then failed with {kind}: keep this fix and add "
+                  f"one for {kind}")
+    elif verdict == "crash":
         lesson = f"{change} ended in {kind} ({status}); do not repeat it without a fix for {kind}"
     elif verdict == "keep":
         lesson = (f"{change} set a first baseline of {_num(objective)}" if best is None else

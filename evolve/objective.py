@@ -126,3 +126,12 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def judge(status: str, kind: str, objective: float | None, best: float | None, spec: ObjectiveSpec) -> str:
+    """The round's verdict. keep: a healthy run that beat the best by more than the noise margin.
+    crash: the run failed or reported no objective. revert: everything else -- a run that finished but
+    did not improve, or finished with a diagnosed problem (a reward-hacking run's score is not progress)."""
+    if status != "succeeded" or objective is None:
+        return "crash"
+    return "keep" if kind == "healthy" and improved(objective, best, spec) else "revert"

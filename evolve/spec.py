@@ -6,11 +6,12 @@ a missing required key or a value out of range is a `SpecError` whose one-line m
 and the dotted key (`spec.yaml: launch.timeout_s: expected float, got 'soon' (str)`), so the CLI can
 print it and exit before any workspace is created or any run is launched.
 
-Paths. `workspace.template`, `workspace.repo`, `workspace.root` and `memory` are resolved against the
-directory of the spec file (not the current directory), so a spec means the same thing wherever the
-agent is started from; `load_spec` stores them absolute. Their defaults are relative too and resolve
-the same way: `workspace.root = "workspaces"` and `memory = "memory/<name>.md"`. `objective.path` is
-the exception: it names a file inside each run's directory and stays relative to that.
+Paths. `workspace.template`, `workspace.repo`, `workspace.root` and `memory`, when the spec gives them,
+are resolved against the directory of the spec file (not the current directory), so a spec means the
+same thing wherever the agent is started from; `load_spec` stores them absolute. The defaults are the
+project's homes and resolve against the current directory instead: `workspace.root = "workspaces"` and
+`memory = "memory/<name>.md"` (a spec under playbooks/campaigns/ should not put its workspace there).
+`objective.path` is the exception: it names a file inside each run's directory and stays relative to that.
 """
 
 from __future__ import annotations
@@ -154,8 +155,10 @@ class CampaignSpec:
 
 # ---------------------------------------------------------------------------------------- loading
 
-def load_spec(path: str | Path) -> CampaignSpec:
-    """Read a campaign spec. Raises SpecError with a one-line message naming the file and the key."""
+def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
+    """Read a campaign spec. Raises SpecError with a one-line message naming the file and the key.
+
+    `name` replaces the spec's name (`evolve campaign start SPEC --name N`: one spec, many campaigns)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found; pass the path of a campaign spec YAML file")
@@ -167,14 +170,19 @@ def load_spec(path: str | Path) -> CampaignSpec:
         raise SpecError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: top level must be a mapping (name:, workspace:, launch:, objective:, ...)")
+    if name is not None:
+        raw["name"] = name
     try:
         spec = _build(CampaignSpec, raw, "")
     except SpecError as e:
         raise SpecError(f"{path}: {e}") from None
     base = path.resolve().parent
     ws = spec.workspace
-    ws.template, ws.repo, ws.root = (_absolute(base, p) for p in (ws.template, ws.repo, ws.root))
-    spec.memory = _absolute(base, spec.memory)
+    given = raw.get("workspace") or {}
+    ws.template, ws.repo = _absolute(base, ws.template), _absolute(base, ws.repo)
+    # defaults are the project's homes (./workspaces, ./memory) where evolve runs, not beside the spec
+    ws.root = _absolute(base if "root" in given else Path.cwd(), ws.root)
+    spec.memory = _absolute(base if raw.get("memory") else Path.cwd(), spec.memory)
     return spec
 
 

@@ -5,8 +5,8 @@ run metrics as metrics, the commit / verdict / kind / round as tags, and the dif
 status.json as artifacts. The training run a round launches becomes a child of the parent too (the
 trainer reads EVOLVE_PARENT_RUN_ID), so the UI shows a campaign as one tree.
 
-Resuming must not fork that tree: `start` reuses the campaign's unfinished parent run (found by the tag
-`evolve.campaign`), and `log_round` returns the existing child of a round already logged. A child is only
+Resuming must not fork that tree: `start` reopens the parent run whose id the campaign state kept, and
+`log_round` returns the existing child of a round already logged. A child is only
 "logged" once its last write (the `evolve.complete` tag) landed; a half-written one from a crash is
 deleted and written again.
 
@@ -52,7 +52,7 @@ class NullTracker:
 
     parent_run_id: str = ""
 
-    def start(self, spec: dict[str, Any]) -> str:
+    def start(self, spec: dict[str, Any], run_id: str = "") -> str:
         return ""
 
     def log_round(self, record: RoundRecord, diff: str, memory_entry: str, status_json: Path | None = None,
@@ -67,9 +67,11 @@ class NullTracker:
 
 class CampaignTracker(NullTracker):
     def __init__(self, uri: str = "", experiment: str = "evolve", campaign_name: str = "campaign"):
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
         from mlflow.entities import Metric, Param  # slow to import; only tracked campaigns pay for it
         from mlflow.tracking import MlflowClient
+
+        # after the import, which configures mlflow's loggers: its INFO lines would drown the progress output
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         self.uri = resolve_uri(uri)
         self.campaign = campaign_name
@@ -81,13 +83,17 @@ class CampaignTracker(NullTracker):
 
     # ------------------------------------------------------------------------------------ parent
 
-    def start(self, spec: dict[str, Any]) -> str:
-        """The campaign's parent run: its newest unfinished one if any (a resume), else a new one."""
-        runs = self._search(f"tags.`evolve.campaign` = '{_quote(self.campaign)}' and tags.`evolve.role` = 'campaign'")
-        open_runs = [r for r in runs if r.info.status in _UNFINISHED]
-        if open_runs:
-            self.parent_run_id = max(open_runs, key=lambda r: r.info.start_time).info.run_id
-            return self.parent_run_id
+    def start(self, spec: dict[str, Any], run_id: str = "") -> str:
+        """The campaign's parent run: `run_id` when resuming (the id the campaign state kept), else a new one.
+
+        Resume goes by id, not by a search on the name: a campaign deleted and started again under the
+        same name must not inherit the old one's tree. A finished parent that is resumed is reopened.
+        """
+        if run_id:
+            if self.client.get_run(run_id).info.status not in _UNFINISHED:
+                self.client.update_run(run_id, status="RUNNING")
+            self.parent_run_id = run_id
+            return run_id
         tags = {"mlflow.runName": self.campaign, "evolve.campaign": self.campaign, "evolve.role": "campaign"}
         self.parent_run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         self._log_params(self.parent_run_id, flatten(spec))

@@ -183,14 +183,18 @@ def triage(target: str, playbook: Playbook | None = None) -> Diagnosis:
 def _triage_run_dir(run_dir: Path, book: Playbook) -> Diagnosis:
     scan = book.scanner()
     scan.log_metrics = not (run_dir / "metrics.jsonl").is_file()
-    for name in ("stdout.log", "stderr.log", "train.log"):
+    # launch.log is the campaign launcher's copy of the run's output; the trainer's stdout.log has the same
+    # lines, and reading both would count every signature twice
+    logs = ("stdout.log", "stderr.log", "train.log") if (run_dir / "stdout.log").is_file() else (
+        "launch.log", "stderr.log", "train.log")
+    for name in logs:
         if (run_dir / name).is_file():
             scan_path(scan, run_dir / name)
     if (run_dir / "metrics.jsonl").is_file():
         _read_metrics(scan, run_dir / "metrics.jsonl", str(run_dir / "metrics.jsonl"))
     status_file = run_dir / "status.json"
     if not status_file.is_file():
-        return _diagnose(book, scan, verdict=None)
+        return _diagnose(book, scan, *_launch_verdict(run_dir))
     status = json.loads(status_file.read_text())
     failure = status.get("failure") or {}
     verdict = failure.get("kind") if status.get("status") == "failed" else "healthy"
@@ -199,6 +203,20 @@ def _triage_run_dir(run_dir: Path, book: Playbook) -> Diagnosis:
     text += f" (step {facts['step']})" if "step" in facts else ""
     text += f": {str(facts['message']).splitlines()[0]}" if facts.get("message") else ""
     return _diagnose(book, scan, verdict, facts, Evidence(str(status_file), None, text), "evolve")
+
+
+def _launch_verdict(run_dir: Path) -> tuple[str | None, dict, Evidence | None]:
+    """What the campaign launcher saw (launch.json), for a run that died before writing status.json:
+    the wall-clock timeout is a fact, not an inference from the log."""
+    path = run_dir / "launch.json"
+    try:
+        launch = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None, {}, None
+    if launch.get("timed_out"):
+        text = f"timed_out=true after {launch.get('wall_s', 0):.0f}s (the launcher's per-run timeout)"
+        return "timeout", {"message": text}, Evidence(str(path), None, text)
+    return None, {}, None
 
 
 def _read_metrics(scan: LogScan, path: Path, source: str) -> None:

@@ -1,10 +1,11 @@
-"""The default RL config's acceptance run: minutes of CPU, so marked slow (`scripts/test.sh -m slow`)."""
+"""Acceptance runs of the default RL config and the quickstart campaign: minutes of CPU, so marked slow
+(`scripts/test.sh -m slow`)."""
 
 import json
 
 import pytest
 
-from tests.conftest import TEMPLATES, run_trainer
+from tests.conftest import ROOT, TEMPLATES, run_trainer
 
 
 @pytest.mark.slow
@@ -17,3 +18,21 @@ def test_default_config_reaches_90_percent_addition_and_rl_improves_on_sft(tmp_p
     summary = status["summary"]
     assert summary["eval_accuracy"] >= 0.90
     assert summary["eval_accuracy"] > summary["sft_eval_accuracy"]
+
+
+@pytest.mark.slow
+def test_quickstart_campaign_fixes_both_faults_and_ends_healthy_above_90_percent(tmp_path, monkeypatch):
+    import io
+
+    from evolve import campaign
+    from evolve.memory import Ledger
+
+    monkeypatch.chdir(tmp_path)  # workspaces/, memory/ and .evolve/ land here
+    out = io.StringIO()
+    final = campaign.start(ROOT / "playbooks" / "campaigns" / "quickstart.yaml", stream=out)
+    print(out.getvalue())
+    records = Ledger(campaign.campaign_paths("quickstart").ledger).records()
+    assert records[0].status == "failed"
+    assert [r.kind for r in records[:3]] == ["router_collapse", "nan_loss", "healthy"]
+    best = next(r for r in records if r.round == final["best_round"])
+    assert best.kind == "healthy" and best.objective >= 0.90 and len(records) <= 12

@@ -144,5 +144,9 @@ def test_criticise_states_expected_observed_and_a_lesson_per_verdict():
 def test_describe_changes_flattens_nested_and_listed_changes():
     assert describe_changes({"rl": {"lr": 0.001, "clip": 0.2}}) == "rl.lr=0.001, rl.clip=0.2"
     assert describe_changes([{"path": "scaffold.py", "patch": "x"}]) == "0.path=scaffold.py, 0.patch=x"
+    proposal_changes = [{"file": "config.yaml", "key": "rl.lr", "value": 0.0001, "patch": ""},
+                        {"file": "other.yaml", "key": "a.b", "value": 2, "patch": ""},
+                        {"file": "scaffold.py", "key": "", "value": None, "patch": "--- a/scaffold.py\n"}]
+    assert describe_changes(proposal_changes) == "rl.lr=0.0001, other.yaml:a.b=2, patch scaffold.py"
     assert describe_changes({}) == "no change"
     assert len(describe_changes({"k": "v" * 1000})) == 300

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from evolve.objective import ObjectiveError, improved, read_objective
+from evolve.objective import ObjectiveError, improved, judge, read_objective
 from evolve.spec import ObjectiveSpec
 
 
@@ -66,3 +66,15 @@ def test_improvement_must_clear_the_noise_margin_in_the_objectives_direction():
     assert improved(0.5, None, up) and not improved(None, 0.5, up)
     assert improved(0.92, 0.90, up) and not improved(0.905, 0.90, up)
     assert improved(0.88, 0.90, down) and not improved(0.92, 0.90, down)
+
+
+def test_judge_keeps_only_healthy_runs_that_beat_the_best_by_the_margin():
+    spec = ObjectiveSpec(metric="acc", noise_margin=0.01)
+    assert judge("succeeded", "healthy", 0.9, None, spec) == "keep"  # the first number is progress
+    assert judge("succeeded", "healthy", 0.915, 0.9, spec) == "keep"
+    assert judge("succeeded", "healthy", 0.905, 0.9, spec) == "revert"  # inside the noise
+    assert judge("succeeded", "reward_hacking", 0.99, 0.9, spec) == "revert"  # a sick run's score is no gain
+    assert judge("failed", "nan_loss", None, 0.9, spec) == "crash"
+    assert judge("succeeded", "healthy", None, 0.9, spec) == "crash"  # no objective: never a silent zero
+    assert judge("timeout", "timeout", 0.95, 0.9, spec) == "crash"
+    assert judge("succeeded", "healthy", 0.8, 0.9, ObjectiveSpec(metric="loss", mode="min")) == "keep"

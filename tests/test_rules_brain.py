@@ -68,6 +68,25 @@ def test_next_remedy_is_proposed_once_the_first_was_tried():
     assert {(c.key, c.value) for c in second.changes} == {("rl.lr", 3.0e-5), ("sft.lr", 3.0e-3)}
 
 
+def test_a_fix_that_worked_is_carried_into_the_remedy_for_the_fault_it_exposed():
+    config = template_config()
+    config["model"]["router_bias_update_rate"] = -0.05
+    config["rl"]["adv_eps"] = 0.0
+    brain = RulesBrain()
+    fix_router = brain.propose(PlanContext(ROUTER, [], config, round=2))
+    assert fix_router.target == "router_collapse"
+    # that run got past the router and died of NaN instead: a crash, so the tree was reverted
+    history = [round_record(2, fix_router, "crash", "nan_loss")]
+    both = brain.propose(PlanContext(NAN, history, config, round=3))
+    assert both.id == "router_bias_rate+advantage_epsilon" and both.target == "nan_loss"
+    assert both.changes == [Change("config.yaml", "model.router_bias_update_rate", 1.0e-3),
+                            Change("config.yaml", "rl.adv_eps", 1.0e-3)]
+    # a fix that did not remove its target is not carried
+    history = [round_record(2, fix_router, "crash", "router_collapse")]
+    assert brain.propose(PlanContext(NAN, history, config, round=3)).changes == [
+        Change("config.yaml", "rl.adv_eps", 1.0e-3)]
+
+
 def test_remedy_that_the_config_already_has_is_skipped():
     config = template_config()
     config["rl"]["adv_eps"] = 1.0e-3

@@ -75,15 +75,17 @@ tracking: {uri: "sqlite:///x.db", experiment: exp}
     assert isinstance(spec.launch.timeout_s, float)
 
 
-def test_minimal_spec_gets_defaults_and_paths_resolve_against_the_spec_directory(tmp_path, monkeypatch):
+def test_minimal_spec_gets_defaults_given_paths_resolve_against_the_spec_and_default_homes_against_cwd(
+        tmp_path, monkeypatch):
     spec_dir = tmp_path / "campaigns"
     spec_dir.mkdir()
     write(spec_dir, MINIMAL)
     monkeypatch.chdir(tmp_path)  # the current directory is not the spec's: the spec's must win
     spec = load_spec("campaigns/spec.yaml")
     assert spec.workspace.template == str(spec_dir / "tpl")
-    assert spec.workspace.root == str(spec_dir / "workspaces")
-    assert spec.memory == str(spec_dir / "memory" / "demo.md")
+    # the defaults are the project's homes, where evolve runs, not beside the spec
+    assert spec.workspace.root == str(tmp_path / "workspaces")
+    assert spec.memory == str(tmp_path / "memory" / "demo.md")
     assert spec.workspace.repo == ""  # unset stays unset, not "<dir>/"
     assert (spec.budget.rounds, spec.budget.wall_s, spec.brain.kind, spec.objective.source) == (12, 0.0, "rules",
                                                                                                  "status")

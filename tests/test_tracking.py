@@ -41,16 +41,17 @@ def test_uri_defaults_to_env_then_local_sqlite(monkeypatch):
     assert resolve_uri("") == "sqlite:///mlflow.db"
 
 
-def test_resumed_campaign_reuses_its_unfinished_parent(uri, exp):
+def test_resumed_campaign_reopens_its_parent_by_id(uri, exp):
     first = CampaignTracker(uri, exp, "demo")
     parent = first.start(SPEC)
-    assert CampaignTracker(uri, exp, "demo").start(SPEC) == parent  # the resume
-    assert CampaignTracker(uri, exp, "other").start(SPEC) != parent  # another campaign, another parent
+    assert CampaignTracker(uri, exp, "demo").start(SPEC, run_id=parent) == parent  # the resume
+    assert CampaignTracker(uri, exp, "demo").start(SPEC) != parent  # a new campaign of the same name: new tree
     run = MlflowClient(uri).get_run(parent)
     assert run.data.tags["evolve.campaign"] == "demo" and run.data.params["budget.rounds"] == "3"
     first.finish("succeeded")
     assert MlflowClient(uri).get_run(parent).info.status == "FINISHED"
-    assert CampaignTracker(uri, exp, "demo").start(SPEC) != parent  # a finished campaign is not reopened
+    CampaignTracker(uri, exp, "demo").start(SPEC, run_id=parent)  # resuming a finished campaign reopens it
+    assert MlflowClient(uri).get_run(parent).info.status == "RUNNING"
 
 
 def test_log_round_writes_a_child_with_tags_params_metrics_and_artifacts(uri, exp, tmp_path):
@@ -82,7 +83,7 @@ def test_log_round_is_idempotent_per_round(uri, exp):
     record = make_record(1)
     child = tracker.log_round(record, "", Memory.entry(record), None)
     again = CampaignTracker(uri, exp, "demo")
-    again.start(SPEC)
+    again.start(SPEC, run_id=tracker.parent_run_id)
     assert again.log_round(record, "", Memory.entry(record), None) == child
     assert again.child_rounds() == [1]
 
@@ -134,7 +135,7 @@ def test_ledger_memory_and_mlflow_agree_after_a_resumed_campaign(uri, exp, tmp_p
         bookkeep(tracker, record)
     # crash after round 2's bookkeeping; the resumed campaign replays round 2, then runs round 3
     resumed = CampaignTracker(uri, exp, "demo")
-    assert resumed.start(SPEC) == tracker.parent_run_id
+    assert resumed.start(SPEC, run_id=tracker.parent_run_id) == tracker.parent_run_id
     for record in plan[ledger.last_round() - 1:]:
         bookkeep(resumed, record)
     resumed.finish("finished")

@@ -33,12 +33,15 @@ class MlflowTracker(NullTracker):
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         tags = {"mlflow.runName": run_name}
         parent = os.environ.get("EVOLVE_PARENT_RUN_ID")  # set by a campaign that launched us
         if parent:
+            # the UI nests runs only within one experiment, so a campaign's runs join the campaign's
             tags["mlflow.parentRunId"] = parent
+            exp_id = self.client.get_run(parent).info.experiment_id
+        else:
+            exp = self.client.get_experiment_by_name(experiment)
+            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         self.run_id = self.client.create_run(exp_id, tags=tags).info.run_id
         self._buffer: list = []
         self._flush_every = flush_every

@@ -41,6 +41,7 @@ class Proposal:
     changes: list[Change]
     expected: str
     source: str  # which brain and which branch of it, e.g. "rules/remedy"
+    target: str = ""  # the failure kind a remedy is meant to remove; empty for improvement moves
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +49,8 @@ class Proposal:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Proposal:
         changes = [c if isinstance(c, Change) else Change(**c) for c in d.get("changes") or []]
-        return cls(d["id"], d.get("hypothesis", ""), changes, d.get("expected", ""), d.get("source", ""))
+        return cls(d["id"], d.get("hypothesis", ""), changes, d.get("expected", ""), d.get("source", ""),
+                   d.get("target", ""))
 
 
 @dataclass

@@ -94,22 +94,33 @@ class RulesBrain:
         diagnosis = ctx.diagnosis or {}
         kind = diagnosis.get("kind")
         if kind and kind != "healthy":
-            if proposal := self._remedy(diagnosis, view, tried):
+            if proposal := self._remedy(diagnosis, view, tried, ctx.history):
                 return proposal
         return self._move(ctx, view, tried) or self._perturb(ctx, view, tried)
 
     # ------------------------------------------------------------------------------------ failures
 
-    def _remedy(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple]) -> Proposal | None:
+    def _remedy(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple],
+                history: list[dict[str, Any]]) -> Proposal | None:
         kind = diagnosis["kind"]
+        carried = _carried_fixes(history, kind)
+        if carried:
+            view = ConfigView(_with_changes(view.config, carried))
         for remedy in diagnosis.get("remedies") or []:
             if not remedy.get("set"):
                 continue  # scaffold advice or "rename the key": not something a key set can do
-            changes = [Change(TRAINER_CONFIG, k, v) for k, v in remedy["set"].items()]
-            if view.usable(changes, tried):
+            own = [Change(TRAINER_CONFIG, k, v) for k, v in remedy["set"].items()]
+            if not view.usable(own, set()):
+                continue
+            changes = [c for c in carried if c.key not in remedy["set"]] + own
+            if change_key(changes) not in tried:
                 cause = diagnosis.get("root_cause") or f"The run failed with {kind}."
-                return Proposal(remedy["id"], f"{cause} {remedy['text']}", changes,
-                                f"run ends healthy, kind no longer {kind}", f"{self.source}/remedy")
+                if carried:
+                    cause += (f" The previous round's fix ({', '.join(f'{c.key}={c.value}' for c in carried)}) "
+                              "removed the failure it targeted, so it is kept alongside this one.")
+                return Proposal("+".join([*_carried_ids(history, carried), remedy["id"]]),
+                                f"{cause} {remedy['text']}", changes, f"run ends healthy, kind no longer {kind}",
+                                f"{self.source}/remedy", target=kind)
         return None
 
     # ------------------------------------------------------------------------------------ improvements
@@ -158,6 +169,35 @@ class RulesBrain:
                                 f"({lr!r} → {value!r}) may still improve the objective.", changes,
                                 "eval/accuracy changes by a small amount; keep if it rises.", f"{self.source}/perturb")
         raise RuntimeError("no untried rl.lr perturbation left")  # 1000 draws all tried: not a real campaign
+
+
+def _carried_fixes(history: list[dict[str, Any]], kind: str) -> list[Change]:
+    """The last round's changes, when they were a remedy that worked but the run then failed with another kind.
+
+    Stacked faults: fixing the first exposes the second, and that run is a crash, so it is reverted. Its fix
+    was right all the same; the next remedy must be tried on top of it, or the first fault comes straight
+    back and the campaign oscillates between the two.
+    """
+    if not history:
+        return []
+    last = history[-1]
+    proposal = last.get("proposal") or {}
+    target = proposal.get("target")
+    if last.get("verdict") != "crash" or not target or last.get("kind") in (target, "healthy") or kind == target:
+        return []
+    return Proposal.from_dict(proposal).changes
+
+
+def _carried_ids(history: list[dict[str, Any]], carried: list[Change]) -> list[str]:
+    return [str(history[-1]["proposal"]["id"])] if carried else []
+
+
+def _with_changes(config: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
+    tree = yaml.safe_load(yaml.safe_dump(config))  # a deep copy that stays plain YAML
+    for c in changes:
+        if c.file == TRAINER_CONFIG and c.key:
+            set_dotted(tree, c.key, c.value)
+    return tree
 
 
 class ConfigView:

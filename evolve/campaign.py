@@ -1,0 +1,275 @@
+"""Start, resume and inspect campaigns: everything around the graph that a user's command needs.
+
+A campaign lives in `<home>/campaigns/<name>/` (home: `--home`, else $EVOLVE_HOME, else `./.evolve`):
+
+    spec.yaml           the spec as started, every path absolute, so `resume NAME` needs nothing else
+    campaign.json       when it was created, its MLflow parent run
+    checkpoints.sqlite  the LangGraph checkpoints (one thread, named after the campaign)
+    ledger.jsonl        one line per finished round: the record resume and status trust
+    runs/round-<n>/     each round's run directory (launch.log, launch.json, diagnosis.json, the run's files)
+    report.md/.html     written when the campaign finishes, and by `evolve report NAME`
+    lock                held while a process drives the campaign
+
+Starting checks everything first and refuses rather than overwrite: an existing campaign of that name,
+a memory file that already has rounds, a workspace directory or branch that is already there, a dirty
+user tree. Each refusal is a `CampaignError` (or SpecError / WorkspaceError) with one line for the CLI.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import git
+import yaml
+
+from evolve.brains.rules import RulesBrain
+from evolve.graph import build, open_checkpointer, recursion_limit
+from evolve.memory import Ledger, Memory, RoundRecord, describe_changes
+from evolve.progress import Progress
+from evolve.report import write_report
+from evolve.spec import CampaignSpec, SpecError, load_spec, spec_to_dict
+from evolve.state import Campaign, CampaignPaths
+from evolve.tracking import CampaignTracker, resolve_uri
+from evolve.triage import load_playbook
+from evolve.workspace import Workspace, WorkspaceError
+
+RULES_OPTIONS = {"seed", "moves"}
+
+
+class CampaignError(RuntimeError):
+    """A user-facing problem with starting or finding a campaign (one line)."""
+
+
+def home_dir(home: str | Path | None = None) -> Path:
+    return Path(home or os.environ.get("EVOLVE_HOME") or ".evolve").resolve()
+
+
+def campaign_paths(name: str, home: str | Path | None = None) -> CampaignPaths:
+    return CampaignPaths(home_dir(home) / "campaigns" / name)
+
+
+# ---------------------------------------------------------------------------------------- start, resume
+
+def start(spec_file: str | Path, home: str | Path | None = None, verbose: bool = False,
+          stream: TextIO | None = None, name: str | None = None) -> dict[str, Any]:
+    """Create a campaign from a spec (named `name` if given) and run it to its budget. Returns the final state."""
+    spec = load_spec(spec_file, name)
+    make_brain(spec)  # an unusable brain is a spec error, found before anything is created
+    paths = campaign_paths(spec.name, home)
+    _refuse_existing(spec, paths)
+    spec.tracking.uri = absolute_uri(resolve_uri(spec.tracking.uri))  # launched runs work in another directory
+    workspace = Workspace.open(spec)
+    try:
+        paths.dir.mkdir(parents=True)
+        paths.spec.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))  # from here on, resumable
+        tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
+        parent = tracker.start(spec_to_dict(spec))
+        _write_json(paths.meta, {"name": spec.name, "created": time.time(), "spec_file": str(Path(spec_file).resolve()),
+                                 "mlflow_parent_run_id": parent})
+    except BaseException:
+        workspace.close()
+        raise
+    return _drive(spec, paths, workspace, tracker, verbose, stream)
+
+
+def resume(name: str, home: str | Path | None = None, verbose: bool = False,
+           stream: TextIO | None = None) -> dict[str, Any]:
+    """Continue a campaign from its last checkpoint (after a crash, a kill or Ctrl-C)."""
+    paths = find(name, home)
+    spec = load_spec(paths.spec)
+    make_brain(spec)
+    meta = _read_json(paths.meta)
+    tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
+    tracker.start(spec_to_dict(spec), run_id=meta.get("mlflow_parent_run_id", ""))
+    return _drive(spec, paths, Workspace.open(spec), tracker, verbose, stream)
+
+
+def find(name: str, home: str | Path | None = None) -> CampaignPaths:
+    paths = campaign_paths(name, home)
+    if not paths.spec.is_file():
+        known = sorted(p.name for p in (home_dir(home) / "campaigns").glob("*") if (p / "spec.yaml").is_file())
+        raise CampaignError(f"{paths.dir}: no campaign named {name!r} (campaigns in {home_dir(home)}: "
+                            f"{', '.join(known) or 'none'}; set --home or $EVOLVE_HOME if it lives elsewhere)")
+    return paths
+
+
+def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, tracker: CampaignTracker, verbose: bool,
+           stream: TextIO | None) -> dict[str, Any]:
+    meta = _read_json(paths.meta)
+    progress = Progress(spec.budget.rounds, meta.get("created", time.time()), stream, verbose)
+    with workspace, _locked(paths, spec.name):
+        checkpointer = open_checkpointer(paths.checkpoints)
+        try:
+            graph = build(checkpointer)
+            config = {"configurable": {"thread_id": spec.name}, "recursion_limit": recursion_limit(spec.budget.rounds)}
+            snapshot = graph.get_state(config)
+            if snapshot.values and not snapshot.next:
+                progress.say(f"campaign {spec.name} already finished: {snapshot.values.get('stop')}")
+                return dict(snapshot.values)
+            progress.say(f"campaign {spec.name}: workspace {workspace.path} · runs {paths.dir / 'runs'} · memory "
+                         f"{spec.memory} · MLflow {spec.tracking.uri} (run {tracker.parent_run_id})")
+            context = Campaign(spec=spec, paths=paths, workspace=workspace, tracker=tracker,
+                               brain=make_brain(spec), ledger=Ledger(paths.ledger), memory=Memory(spec.memory),
+                               playbook=load_playbook(), progress=progress, tracking_uri=spec.tracking.uri,
+                               parent_run_id=tracker.parent_run_id)
+            first = None if snapshot.values else {"round": 0, "best_round": 0, "best_objective": None, "stop": ""}
+            final = graph.invoke(first, config, context=context, durability="sync")
+        finally:
+            checkpointer.conn.close()
+        md, html = report(spec.name, paths.dir.parent.parent)
+        best = final.get("best_round", 0)
+        progress.say(f"campaign {spec.name} finished: {final.get('stop')}. Best: "
+                     + (f"round {best}, objective {final.get('best_objective'):.4g}, commit "
+                        f"{workspace.round_commit(best)[:8]}" if best else "no round beat the starting point")
+                     + f". Report: {html}")
+        return final
+
+
+# ---------------------------------------------------------------------------------------- status, report
+
+def status(name: str, home: str | Path | None = None) -> dict[str, Any]:
+    """The campaign's rounds (from the ledger) and where it stands (from its checkpoint and lock)."""
+    paths = find(name, home)
+    spec = load_spec(paths.spec)
+    rows = [status_row(r) for r in Ledger(paths.ledger).records()]
+    checkpointer = open_checkpointer(paths.checkpoints)
+    try:
+        values = build(checkpointer).get_state({"configurable": {"thread_id": name}})
+    finally:
+        checkpointer.conn.close()
+    state, snapshot = values.values or {}, values
+    if _is_locked(paths):
+        where = "running"
+    elif state and not snapshot.next:
+        where = "finished"
+    else:
+        where = "stopped" if state else "not started"
+    current = state.get("round", 0) if where in ("running", "stopped") else 0
+    if current and current not in {row["round"] for row in rows}:
+        rows.append({"round": current, "commit": (state.get("commit") or "")[:8],
+                     "change": describe_changes((state.get("proposal") or {}).get("changes")),
+                     "status": "running" if where == "running" else "interrupted", "kind": "", "objective": None,
+                     "verdict": ""})
+    return {"name": name, "state": where, "stop": state.get("stop", ""), "rounds_budget": spec.budget.rounds,
+            "metric": spec.objective.metric, "best_round": state.get("best_round", 0),
+            "best_objective": state.get("best_objective"), "rounds": rows}
+
+
+def status_row(r: RoundRecord) -> dict[str, Any]:
+    change = describe_changes(r.proposal.get("changes")) if r.proposal.get("changes") else r.proposal.get("id", "")
+    return {"round": r.round, "commit": r.commit[:8], "change": change, "status": r.status, "kind": r.kind,
+            "objective": r.objective, "verdict": r.verdict}
+
+
+def format_status(s: dict[str, Any]) -> str:
+    head = f"campaign {s['name']}: {s['state']}" + (f" ({s['stop']})" if s["stop"] else "")
+    best = s["best_objective"]
+    head += f" · best {s['metric']} {best:.4g} (round {s['best_round']})" if best is not None else " · no best yet"
+    cols = ("round", "commit", "change", "status", "kind", "objective", "verdict")
+    table = [[str(row["round"]), row["commit"], row["change"][:60], row["status"], row["kind"],
+              "" if row["objective"] is None else f"{row['objective']:.4g}", row["verdict"]] for row in s["rounds"]]
+    widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
+    lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip() for t in table]
+    return "\n".join(lines)
+
+
+def report(name: str, home: str | Path | None = None) -> tuple[Path, Path]:
+    paths = find(name, home)
+    spec = load_spec(paths.spec)
+    return write_report(Ledger(paths.ledger).records(), paths.dir, name=name, metric=spec.objective.metric,
+                        mode=spec.objective.mode)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+def make_brain(spec: CampaignSpec) -> RulesBrain:
+    kind, options = spec.brain.kind, spec.brain.options
+    if kind != "rules":
+        raise SpecError(f"brain.kind: {kind!r} is not available in this version; use brain.kind: rules")
+    if unknown := set(options) - RULES_OPTIONS:
+        raise SpecError(f"brain.options.{sorted(unknown)[0]}: unknown option for the rules brain "
+                        f"(known: {', '.join(sorted(RULES_OPTIONS))})")
+    seed = options.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise SpecError(f"brain.options.seed: expected int, got {seed!r}")
+    try:
+        return RulesBrain(options.get("moves"), seed=seed)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"brain.options.moves: {e}") from None
+
+
+def absolute_uri(uri: str) -> str:
+    """sqlite:///mlflow.db means ./mlflow.db where the agent runs; launched runs start elsewhere."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def _refuse_existing(spec: CampaignSpec, paths: CampaignPaths) -> None:
+    if paths.dir.exists():
+        raise CampaignError(f"{paths.dir}: campaign {spec.name!r} already exists; resume it with "
+                            f"`evolve campaign resume {spec.name}`, or give the spec another name")
+    if Memory(spec.memory).rounds():
+        raise CampaignError(f"{spec.memory}: memory file already has rounds from another campaign; "
+                            "set `memory:` to a new file or move this one away")
+    workspace = Path(spec.workspace.root) / spec.name
+    if workspace.exists():
+        raise CampaignError(f"{workspace}: workspace directory already exists; remove it or rename the campaign")
+    if spec.workspace.repo:
+        try:
+            with git.Repo(spec.workspace.repo) as repo:
+                taken = f"evolve/{spec.name}" in repo.heads
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise WorkspaceError(f"{spec.workspace.repo}: workspace.repo is not a git repository") from None
+        if taken:
+            raise CampaignError(f"{spec.workspace.repo}: branch evolve/{spec.name} already exists; delete it "
+                                "or rename the campaign")
+
+
+@contextmanager
+def _locked(paths: CampaignPaths, name: str) -> Iterator[None]:
+    with open(paths.lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise CampaignError(f"campaign {name!r} is already running (pid {f.read().strip() or '?'}); "
+                                "wait for it or stop that process first") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield  # the kernel drops the lock when the process dies, however it dies
+
+
+def _is_locked(paths: CampaignPaths) -> bool:
+    if not paths.lock.is_file():
+        return False
+    with open(paths.lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

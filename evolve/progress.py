@@ -1,0 +1,49 @@
+"""The campaign's live output: one line when a round starts, one when it ends, and the run's own output
+on request (`--verbose`). Plain lines, flushed at once, so they read the same in a terminal, a log file
+and `nohup` output.
+
+    round 3/12 · start · rules/remedy advantage_epsilon: rl.adv_eps=0.0001
+    round 3/12 · succeeded healthy · objective 0.968 · best 0.968 (round 3) · keep · 7m12s elapsed · ETA 6m40s
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from evolve.budget import clock
+from evolve.memory import describe_changes
+
+
+def _num(x: float | None) -> str:
+    return "none" if x is None else f"{x:.4g}"
+
+
+class Progress:
+    def __init__(self, rounds: int, started_at: float, stream: TextIO | None = None, verbose: bool = False) -> None:
+        self.rounds = rounds
+        self.started_at = started_at  # epoch seconds when the campaign was created (elapsed spans resumes)
+        self.stream = stream or sys.stdout
+        self.verbose = verbose
+        self._lock = threading.Lock()  # run output arrives on the launcher's reader thread
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.stream, flush=True)
+
+    def planned(self, n: int, proposal: dict[str, Any]) -> None:
+        change = describe_changes(proposal.get("changes"), limit=160)
+        self.say(f"round {n}/{self.rounds} · start · {proposal.get('source')} {proposal.get('id')}: {change}")
+
+    def output(self, line: str) -> None:
+        if self.verbose:
+            self.say(f"    | {line}")
+
+    def finished(self, n: int, status: str, kind: str, objective: float | None, best: float | None,
+                 best_round: int, verdict: str, eta_s: float) -> None:
+        best_text = f"{_num(best)} (round {best_round})" if best is not None else "none yet"
+        elapsed = time.time() - self.started_at
+        self.say(f"round {n}/{self.rounds} · {status} {kind} · objective {_num(objective)} · best {best_text} · "
+                 f"{verdict} · {clock(elapsed)} elapsed · ETA {clock(eta_s)}")
