@@ -26,6 +26,12 @@ def make_spec(tmp_path: Path, name: str = "demo", editable: tuple[str, ...] = ("
     return load_spec(path)
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch):
+    # the default workspace root is ./workspaces where evolve runs: here, the test's own directory
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def template(tmp_path: Path) -> Path:
     tpl = tmp_path / "tpl"
