@@ -29,12 +29,13 @@ from typing import Any, TextIO
 import git
 import yaml
 
+from evolve.brains import Brain
 from evolve.brains.rules import RulesBrain
 from evolve.graph import build, open_checkpointer, recursion_limit
 from evolve.memory import Ledger, Memory, RoundRecord, describe_changes
 from evolve.progress import Progress
 from evolve.report import write_report
-from evolve.spec import CampaignSpec, SpecError, load_spec, spec_to_dict
+from evolve.spec import CampaignSpec, SpecError, load_spec, parse_section, spec_to_dict
 from evolve.state import Campaign, CampaignPaths
 from evolve.tracking import CampaignTracker, resolve_uri
 from evolve.triage import load_playbook
@@ -115,12 +116,21 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
                 return dict(snapshot.values)
             progress.say(f"campaign {spec.name}: workspace {workspace.path} · runs {paths.dir / 'runs'} · memory "
                          f"{spec.memory} · MLflow {spec.tracking.uri} (run {tracker.parent_run_id})")
-            context = Campaign(spec=spec, paths=paths, workspace=workspace, tracker=tracker,
-                               brain=make_brain(spec), ledger=Ledger(paths.ledger), memory=Memory(spec.memory),
-                               playbook=load_playbook(), progress=progress, tracking_uri=spec.tracking.uri,
+            brain = make_brain(spec, workspace)
+            if spec.brain.kind == "openai" and spec.brain.options.get("trace", True):
+                from evolve.brains.llm import enable_tracing
+
+                if why := enable_tracing(spec.tracking.uri, spec.tracking.experiment):
+                    progress.say(f"MLflow tracing of LLM calls is off: {why}")
+            context = Campaign(spec=spec, paths=paths, workspace=workspace, tracker=tracker, brain=brain,
+                               ledger=Ledger(paths.ledger), memory=Memory(spec.memory), playbook=load_playbook(),
+                               progress=progress, tracking_uri=spec.tracking.uri,
                                parent_run_id=tracker.parent_run_id)
             first = None if snapshot.values else {"round": 0, "best_round": 0, "best_objective": None, "stop": ""}
-            final = graph.invoke(first, config, context=context, durability="sync")
+            try:
+                final = graph.invoke(first, config, context=context, durability="sync")
+            finally:
+                getattr(brain, "close", lambda: None)()  # a model brain may hold a server process
         finally:
             checkpointer.conn.close()
         md, html = report(spec.name, paths.dir.parent.parent)
@@ -190,20 +200,41 @@ def report(name: str, home: str | Path | None = None) -> tuple[Path, Path]:
 
 # ---------------------------------------------------------------------------------------- helpers
 
-def make_brain(spec: CampaignSpec) -> RulesBrain:
+def make_brain(spec: CampaignSpec, workspace: Workspace | None = None) -> Brain:
+    """The spec's brain. Without a workspace it only validates the options (before anything is created)."""
     kind, options = spec.brain.kind, spec.brain.options
-    if kind != "rules":
-        raise SpecError(f"brain.kind: {kind!r} is not available in this version; use brain.kind: rules")
-    if unknown := set(options) - RULES_OPTIONS:
-        raise SpecError(f"brain.options.{sorted(unknown)[0]}: unknown option for the rules brain "
-                        f"(known: {', '.join(sorted(RULES_OPTIONS))})")
-    seed = options.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise SpecError(f"brain.options.seed: expected int, got {seed!r}")
-    try:
-        return RulesBrain(options.get("moves"), seed=seed)
-    except (OSError, ValueError) as e:
-        raise SpecError(f"brain.options.moves: {e}") from None
+    if kind == "rules":
+        if unknown := set(options) - RULES_OPTIONS:
+            raise SpecError(f"brain.options.{sorted(unknown)[0]}: unknown option for the rules brain "
+                            f"(known: {', '.join(sorted(RULES_OPTIONS))})")
+        seed = options.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise SpecError(f"brain.options.seed: expected int, got {seed!r}")
+        try:
+            return RulesBrain(options.get("moves"), seed=seed)
+        except (OSError, ValueError) as e:
+            raise SpecError(f"brain.options.moves: {e}") from None
+    rules = RulesBrain()  # the fallback of every model brain
+    if kind == "openai":
+        from evolve.brains.llm import LLMBrain, LLMOptions
+
+        llm = parse_section(LLMOptions, options, "brain.options.")
+        if workspace is None:
+            return rules
+        return LLMBrain(llm, workspace, spec.objective.metric, rules, spec.budget.tokens)
+    from evolve.brains.moe import MoEBrain, MoEOptions
+
+    moe = parse_section(MoEOptions, options, "brain.options.")
+    if workspace is None:
+        from trainer.checkpoint import resolve_checkpoint
+        from trainer.config import ConfigError
+
+        try:
+            resolve_checkpoint(moe.checkpoint)
+        except ConfigError as e:
+            raise SpecError(f"brain.options.checkpoint: {e}") from None
+        return rules
+    return MoEBrain(moe, rules)
 
 
 def absolute_uri(uri: str) -> str:

@@ -6,9 +6,13 @@
     evolve campaign resume NAME [--verbose]
     evolve campaign status NAME [--json]
     evolve report NAME
+    evolve export CHECKPOINT OUT_DIR   a Hugging Face MiniMaxM2ForCausalLM directory (transformers, vLLM)
+    evolve serve CHECKPOINT [--port P] [--engine builtin|vllm]   an OpenAI-compatible server for the model
 
-User errors (a bad spec, an unknown campaign, a dirty tree) print one line and exit 2. Later
-subcommands (serve, export) plug in here as they land.
+CHECKPOINT is a checkpoint file or a run directory (meaning its latest checkpoint).
+
+User errors (a bad spec, an unknown campaign, a dirty tree, a missing checkpoint) print one line and
+exit 2.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("triage", help="diagnose a run directory, a log file or mlflow:<run_id>", add_help=False)
     sub.add_parser("campaign", help="start, resume or show a campaign (the agent's round loop)", add_help=False)
     sub.add_parser("report", help="write a campaign's report (markdown + HTML with a plot)", add_help=False)
+    sub.add_parser("export", help="export a checkpoint as a Hugging Face MiniMaxM2 model directory", add_help=False)
+    sub.add_parser("serve", help="serve a checkpoint on an OpenAI-compatible HTTP API", add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -39,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         from evolve.campaign_cli import campaign_main, report_main
 
         return campaign_main(argv[1:]) if argv[0] == "campaign" else report_main(argv[1:])
+    if argv[0] == "export":
+        from trainer.export import export_main
+
+        return export_main(argv[1:])
+    if argv[0] == "serve":
+        from evolve.serve import serve_main
+
+        return serve_main(argv[1:])
     parser.parse_args(argv[:1])  # prints "invalid choice" and exits 2
     return 2
 

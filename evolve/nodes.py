@@ -140,14 +140,16 @@ def _set_aside(run_dir: Path) -> None:
 
 def triage(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     c, run_dir = runtime.context, Path(state["run_dir"])
-    diagnosis = diagnose(str(run_dir), c.playbook)
-    _write(run_dir / "diagnosis.json", json.dumps(diagnosis.to_dict(), indent=2))
+    diagnosis = diagnose(str(run_dir), c.playbook).to_dict()
+    if worded := c.brain.explain(diagnosis):  # a model brain may word the cause; the playbook's stays beside it
+        diagnosis["root_cause_playbook"], diagnosis["root_cause"] = diagnosis["root_cause"], worded
+    _write(run_dir / "diagnosis.json", json.dumps(diagnosis, indent=2))
     try:
         objective = read_objective(c.spec.objective, run_dir, c.tracking_uri)
     except ObjectiveError as e:  # a malformed results file is this round's failure, not the campaign's
         c.progress.say(f"round {state['round']}: objective unreadable: {e}")
         objective = None
-    return {"kind": diagnosis.kind, "objective": objective}
+    return {"kind": diagnosis["kind"], "objective": objective}
 
 
 def reflect(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
@@ -158,11 +160,13 @@ def reflect(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     best = state.get("best_objective")
     verdict = judge(state["status"], state["kind"], state["objective"], best, c.spec.objective)
     summary = _read_json(run_dir / "status.json").get("summary") or {}
+    criticism = criticise(state["proposal"], state["status"], state["kind"], state["objective"], best, verdict,
+                          c.spec.objective.mode)
+    if n not in c.memory.rounds() and (lesson := c.brain.lesson(criticism)):
+        criticism["lesson"] = lesson
     record = RoundRecord(
         round=n, parent=state["parent"], commit=state["commit"], proposal=state["proposal"], status=state["status"],
-        kind=state["kind"], objective=state["objective"], verdict=verdict,
-        criticism=criticise(state["proposal"], state["status"], state["kind"], state["objective"], best, verdict,
-                            c.spec.objective.mode),
+        kind=state["kind"], objective=state["objective"], verdict=verdict, criticism=criticism,
         wall_s=float(_read_json(run_dir / "launch.json").get("wall_s", 0.0)),
         mlflow_run_id=str(summary.get("mlflow_run_id") or ""))
     metrics = {f"run/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -103,10 +103,12 @@ class ObjectiveSpec:
 class BudgetSpec:
     rounds: int = 12
     wall_s: float = 0.0  # 0 = no wall-clock limit
+    tokens: int = 0  # model tokens a model brain may spend over the campaign; 0 = no limit
 
     def __post_init__(self) -> None:
         _require(self.rounds > 0, "budget.rounds", "must be > 0")
         _require(self.wall_s >= 0, "budget.wall_s", "must be > 0, or 0 for no limit")
+        _require(self.tokens >= 0, "budget.tokens", "must be > 0, or 0 for no limit")
 
 
 @dataclass
@@ -184,6 +186,12 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
     ws.root = _absolute(base if "root" in given else Path.cwd(), ws.root)
     spec.memory = _absolute(base if raw.get("memory") else Path.cwd(), spec.memory)
     return spec
+
+
+def parse_section(cls: type, raw: Any, prefix: str) -> Any:
+    """Build a dataclass section from YAML with the spec's strict rules (for sections a spec holds as a
+    free-form mapping, like `brain.options`, which each brain validates against its own dataclass)."""
+    return _build(cls, raw, prefix)
 
 
 def spec_to_dict(spec: CampaignSpec) -> dict[str, Any]:

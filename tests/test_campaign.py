@@ -210,7 +210,9 @@ def _snapshot(root: Path) -> list[tuple[str, float]]:
 @pytest.mark.parametrize("edit, needle", [
     (lambda s: s.replace("name: demo", "name: demo\nbogus: 1"), "bogus: unknown key"),
     (lambda s: s + "brain: {kind: genius}\n", "brain.kind: must be one of rules, openai, moe"),
-    (lambda s: s + "brain: {kind: openai}\n", "brain.kind: 'openai' is not available"),
+    (lambda s: s + "brain: {kind: openai}\n", "brain.options.base_url: required"),
+    (lambda s: s + "brain: {kind: openai, options: {base_url: x, model: m, temprature: 1}}\n",
+     "brain.options.temprature: unknown key"),
     (lambda s: s + "brain: {kind: rules, options: {temperature: 1}}\n", "brain.options.temperature: unknown"),
     (lambda s: s.replace(str(FAKE), "/nonexistent/template"), "/nonexistent/template: workspace.template"),
     (lambda s: s.replace("budget:\n  rounds: 8", "budget:\n  rounds: many"), "budget.rounds: expected int"),

@@ -51,7 +51,7 @@ objective:
   source: file
   path: out/score.json
   noise_margin: 0.01
-budget: {rounds: 3, wall_s: 1e4}
+budget: {rounds: 3, wall_s: 1e4, tokens: 50000}
 brain: {kind: openai, options: {model: gpt-x, temperature: 0.2, stop: [a, b]}}
 memory: /abs/memory/notes.md
 tracking: {uri: "sqlite:///x.db", experiment: exp}
@@ -67,7 +67,7 @@ tracking: {uri: "sqlite:///x.db", experiment: exp}
                    "max_file_mb": 64},
         "objective": {"metric": "score", "mode": "min", "source": "file", "path": "out/score.json",
                       "noise_margin": 0.01},
-        "budget": {"rounds": 3, "wall_s": 10000.0},  # "1e4" is a YAML 1.1 string; float fields accept it
+        "budget": {"rounds": 3, "wall_s": 10000.0, "tokens": 50000},  # "1e4": a YAML 1.1 string; floats accept it
         "brain": {"kind": "openai", "options": {"model": "gpt-x", "temperature": 0.2, "stop": ["a", "b"]}},
         "memory": "/abs/memory/notes.md",
         "tracking": {"uri": "sqlite:///x.db", "experiment": "exp"},

@@ -42,6 +42,8 @@ class Proposal:
     expected: str
     source: str  # which brain and which branch of it, e.g. "rules/remedy"
     target: str = ""  # the failure kind a remedy is meant to remove; empty for improvement moves
+    fallback: str = ""  # why the configured brain did not decide this round (then the rules brain did)
+    tokens: int = 0  # model tokens spent making it (counted against budget.tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +52,7 @@ class Proposal:
     def from_dict(cls, d: dict[str, Any]) -> Proposal:
         changes = [c if isinstance(c, Change) else Change(**c) for c in d.get("changes") or []]
         return cls(d["id"], d.get("hypothesis", ""), changes, d.get("expected", ""), d.get("source", ""),
-                   d.get("target", ""))
+                   d.get("target", ""), d.get("fallback", ""), int(d.get("tokens", 0)))
 
 
 @dataclass
@@ -65,6 +67,11 @@ class PlanContext:
 
 class Brain(Protocol):
     def propose(self, ctx: PlanContext) -> Proposal: ...
+
+    # A brain that can write may also word the diagnosis and the lesson; None keeps the playbook's text.
+    def explain(self, diagnosis: dict[str, Any]) -> str | None: ...
+
+    def lesson(self, criticism: dict[str, str]) -> str | None: ...
 
 
 # ---------------------------------------------------------------------------------------- applying

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,19 +90,31 @@ class RulesBrain:
         self.exploration = exploration  # the UCB1 constant; 1.0 is the textbook sqrt(2 ln N / n)
 
     def propose(self, ctx: PlanContext) -> Proposal:
+        return next(self.candidates(ctx))
+
+    def candidates(self, ctx: PlanContext) -> Iterator[Proposal]:
+        """Every proposal this brain would make, best first: untried remedies after a failure, then moves
+        in bandit order, then a fresh perturbation (so there is always at least one). A model brain picks
+        among the first few (brains/moe.py)."""
         tried = {change_key(Proposal.from_dict(h["proposal"]).changes) for h in ctx.history if h.get("proposal")}
         view = ConfigView(ctx.config)
         diagnosis = ctx.diagnosis or {}
         kind = diagnosis.get("kind")
         if kind and kind != "healthy":
-            if proposal := self._remedy(diagnosis, view, tried, ctx.history):
-                return proposal
-        return self._move(ctx, view, tried) or self._perturb(ctx, view, tried)
+            yield from self._remedies(diagnosis, view, tried, ctx.history)
+        yield from self._moves(ctx, view, tried)
+        yield self._perturb(ctx, view, tried)
+
+    def explain(self, diagnosis: dict[str, Any]) -> str | None:
+        return None  # the playbook's root-cause template already says it
+
+    def lesson(self, criticism: dict[str, str]) -> str | None:
+        return None
 
     # ------------------------------------------------------------------------------------ failures
 
-    def _remedy(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple],
-                history: list[dict[str, Any]]) -> Proposal | None:
+    def _remedies(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple],
+                  history: list[dict[str, Any]]) -> Iterator[Proposal]:
         kind = diagnosis["kind"]
         carried = _carried_fixes(history, kind)
         if carried:
@@ -118,23 +131,21 @@ class RulesBrain:
                 if carried:
                     cause += (f" The previous round's fix ({', '.join(f'{c.key}={c.value}' for c in carried)}) "
                               "removed the failure it targeted, so it is kept alongside this one.")
-                return Proposal("+".join([*_carried_ids(history, carried), remedy["id"]]),
-                                f"{cause} {remedy['text']}", changes, f"run ends healthy, kind no longer {kind}",
-                                f"{self.source}/remedy", target=kind)
-        return None
+                yield Proposal("+".join([*_carried_ids(history, carried), remedy["id"]]),
+                               f"{cause} {remedy['text']}", changes, f"run ends healthy, kind no longer {kind}",
+                               f"{self.source}/remedy", target=kind)
 
     # ------------------------------------------------------------------------------------ improvements
 
-    def _move(self, ctx: PlanContext, view: ConfigView, tried: set[tuple]) -> Proposal | None:
+    def _moves(self, ctx: PlanContext, view: ConfigView, tried: set[tuple]) -> Iterator[Proposal]:
         for move in self._ranked(ctx.history):
             if not all(view.holds(k, cond) for k, cond in move.when.items()):
                 continue
             changes = view.resolve(move)
             if changes is not None and view.usable(changes, tried):
                 edits = "; ".join(f"{c.key}: {view.get(c.key)!r} → {c.value!r}" for c in changes)
-                return Proposal(move.id, f"{move.hypothesis} ({edits})", changes, move.expected,
-                                f"{self.source}/move")
-        return None
+                yield Proposal(move.id, f"{move.hypothesis} ({edits})", changes, move.expected,
+                               f"{self.source}/move")
 
     def _ranked(self, history: list[dict[str, Any]]) -> list[Move]:
         """Untried moves in playbook order, then the rest by UCB1 score (ties: playbook order)."""

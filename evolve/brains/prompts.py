@@ -1,0 +1,129 @@
+"""What a model brain is told: the prompts, bounded in length, and the JSON schema of its answer.
+
+Everything a prompt holds comes from the records the campaign already keeps (memory summary, ledger
+history, the last diagnosis, the editable files), each cut to its own share of `max_chars`, so a long
+campaign or a large file never pushes the request past the model's context.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evolve.brains import PlanContext
+from evolve.memory import describe_changes
+
+SYSTEM = """You are the planning step of an autonomous ML engineer that improves a reinforcement-learning \
+training run, one experiment per round. Each round you propose ONE change to the workspace; it is committed, \
+the run is launched, triaged and judged (keep if healthy and better, else reverted).
+
+Answer with a JSON object only:
+{"id": short-slug, "hypothesis": why this change should help, "expected": which metric should move and how,
+ "changes": [{"file": path, "key": dotted YAML key or "", "value": YAML value as text or "", "patch": "" or a
+ unified diff (starting with "--- ") or the whole new file content}]}
+Rules: change only the editable files listed; prefer small config changes (set "key" and "value", leave "patch"
+empty); after a failure, fix its root cause first; never repeat a change listed in the history."""
+
+PROPOSAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "hypothesis": {"type": "string"},
+        "expected": {"type": "string"},
+        "changes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"file": {"type": "string"}, "key": {"type": "string"},
+                               "value": {"type": "string"}, "patch": {"type": "string"}},
+                "required": ["file", "key", "value", "patch"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["id", "hypothesis", "expected", "changes"],
+    "additionalProperties": False,
+}
+
+
+def plan_messages(ctx: PlanContext, files: dict[str, str], metric: str, max_chars: int) -> list[dict[str, str]]:
+    """The planning request: objective, last diagnosis, history, lessons, then the editable files."""
+    share = max_chars // 4
+    parts = [
+        f"Objective: {ctx.objective_mode}imise {metric}. This is round {ctx.round}.",
+        "## Last run's diagnosis\n" + _cut(_diagnosis(ctx.diagnosis), share),
+        "## History (newest last)\n" + _cut(_history(ctx.history), share, keep_end=True),
+        "## Lessons from memory\n" + _cut(ctx.memory_summary or "none yet", share),
+        "## Editable files\n" + _files(files, max_chars - 3 * share),
+    ]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def repair_message(answer: str, error: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": _cut(answer, 2000)},
+            {"role": "user",
+             "content": f"That answer was rejected: {error}\nReply with the corrected JSON object only."}]
+
+
+def explain_messages(diagnosis: dict[str, Any], max_chars: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You diagnose failed ML training runs. Answer with one sentence."},
+            {"role": "user", "content": "State the root cause of this run's outcome in one sentence.\n\n"
+             + _cut(_diagnosis(diagnosis), max_chars)}]
+
+
+def lesson_messages(criticism: dict[str, str]) -> list[dict[str, str]]:
+    facts = "\n".join(f"{k}: {v}" for k, v in criticism.items() if k != "lesson")
+    return [{"role": "system", "content": "You write the lesson an ML engineer keeps from one experiment. "
+                                          "Answer with one sentence that will help plan the next one."},
+            {"role": "user", "content": facts}]
+
+
+def _diagnosis(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "none (first round)"
+    lines = [f"kind: {d.get('kind')} (confidence {d.get('confidence')})", f"root cause: {d.get('root_cause')}"]
+    lines += [f"evidence: {e.get('source')}:{e.get('line')}: {e.get('text')}" if isinstance(e, dict)
+              else f"evidence: {e}" for e in (d.get("evidence") or [])[:8]]
+    lines += [f"playbook remedy {r.get('id')}: {r.get('text')} set={json.dumps(r.get('set') or {})}"
+              for r in (d.get("remedies") or [])[:5]]
+    return "\n".join(lines)
+
+
+def _history(history: list[dict[str, Any]]) -> str:
+    if not history:
+        return "none yet"
+    rows = []
+    for h in history:
+        p = h.get("proposal") or {}
+        objective = h.get("objective")
+        rows.append(f"round {h.get('round')}: {describe_changes(p.get('changes'), 200)} → {h.get('kind')}, "
+                    f"objective {'none' if objective is None else f'{objective:.4g}'}, {h.get('verdict')}")
+    return "\n".join(rows)
+
+
+def _files(files: dict[str, str], budget: int) -> str:
+    if not files:
+        return "none"
+    each = max(200, budget // len(files))
+    return "\n\n".join(f"### {name}\n```\n{_cut(text, each)}\n```" for name, text in sorted(files.items()))
+
+
+def _cut(text: str, limit: int, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    marker = "\n[… cut …]\n"
+    return marker + text[-(limit - len(marker)):] if keep_end else text[:limit - len(marker)] + marker
+
+
+def read_files(root: Path, patterns: list[str], limit: int = 20) -> dict[str, str]:
+    """The workspace's editable text files (at most `limit`), for the prompt."""
+    found: dict[str, str] = {}
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)) if any(c in pattern for c in "*?[") else [root / pattern]:
+            if path.is_file() and ".git" not in path.parts and len(found) < limit:
+                try:
+                    found[path.relative_to(root).as_posix()] = path.read_text()
+                except UnicodeDecodeError:
+                    continue  # binary: nothing a text patch could change
+    return found
