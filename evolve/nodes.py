@@ -183,7 +183,11 @@ def decide(state: RoundState, runtime: Runtime[Campaign]) -> Command[Literal["pl
     best_round, best = state.get("best_round", 0), state.get("best_objective")
     if state["verdict"] == "keep":
         c.workspace.keep(n)
+        if c.spec.launch.keep_checkpoints == "best" and best_round:
+            _drop_checkpoints(c.paths.run_dir(best_round))  # the old best is no longer the one to keep
         best_round, best = n, state["objective"]
+    elif c.spec.launch.keep_checkpoints == "best":
+        _drop_checkpoints(c.paths.run_dir(n))
     c.workspace.revert()  # to the best round: a no-op after keep, the undo after revert or crash
     walls = [r.wall_s for r in c.ledger.records()]
     c.progress.finished(n, state["status"], state["kind"], state["objective"], best, best_round, state["verdict"],
@@ -201,6 +205,11 @@ def finish(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+def _drop_checkpoints(run_dir: Path) -> None:
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        path.unlink(missing_ok=True)
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:

@@ -63,9 +63,14 @@ class LaunchSpec:
     max_memory_mb: int = 0  # 0 = no limit, for these three
     max_cpu_s: int = 0
     max_file_mb: int = 0
+    # all: every run keeps its checkpoints/ · best: only the best round's run does (a healthy tiny run
+    # writes ~50 MB of checkpoints; 100 rounds of them is 5 GB of runs no one will resume)
+    keep_checkpoints: str = "all"
 
     def __post_init__(self) -> None:
         _require(bool(self.command.strip()), "launch.command", "must be a non-empty shell command")
+        _require(self.keep_checkpoints in ("all", "best"), "launch.keep_checkpoints",
+                 f"must be 'all' or 'best', got {self.keep_checkpoints!r}")
         _require(self.timeout_s > 0, "launch.timeout_s", "must be > 0")
         _require(self.launcher in ("local", "docker"), "launch.launcher",
                  f"must be 'local' or 'docker', got {self.launcher!r}")

@@ -98,6 +98,15 @@ def test_status_lists_one_row_per_round_and_report_writes_both_files(tmp_path):
     assert "<svg" in (tmp_path / "home" / "campaigns" / "demo" / "report.html").read_text()
 
 
+def test_keep_checkpoints_best_leaves_checkpoints_only_in_the_best_rounds_run(tmp_path):
+    spec = write_spec(tmp_path, rounds=6, launch={"keep_checkpoints": "best"})
+    final = campaign.start(spec, home=tmp_path / "home", stream=io.StringIO())
+    runs = campaign.campaign_paths("demo", tmp_path / "home").run_dir(1).parent
+    with_checkpoints = sorted(int(p.parent.parent.name.split("-")[1]) for p in runs.glob("*/checkpoints/*.pt"))
+    assert with_checkpoints == [final["best_round"]]
+    assert all((runs / f"round-{n}" / "status.json").is_file() for n in range(1, 7))  # the rest is kept
+
+
 def test_a_100_round_campaign_runs_in_under_two_minutes(tmp_path):
     t0 = time.monotonic()
     final = campaign.start(write_spec(tmp_path, rounds=100), home=tmp_path / "home", stream=io.StringIO())

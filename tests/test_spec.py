@@ -64,7 +64,7 @@ tracking: {uri: "sqlite:///x.db", experiment: exp}
                       "root": "/abs/workspaces"},
         "launch": {"command": "python -m trainer.train --config config.yaml", "env": {"OMP_NUM_THREADS": "1"},
                    "timeout_s": 600.0, "launcher": "docker", "max_memory_mb": 4096, "max_cpu_s": 900,
-                   "max_file_mb": 64},
+                   "max_file_mb": 64, "keep_checkpoints": "all"},
         "objective": {"metric": "score", "mode": "min", "source": "file", "path": "out/score.json",
                       "noise_margin": 0.01},
         "budget": {"rounds": 3, "wall_s": 10000.0, "tokens": 50000},  # "1e4": a YAML 1.1 string; floats accept it
