@@ -103,7 +103,15 @@ def llm_options(base_url: str, **extra) -> dict:
     return {"base_url": base_url, "model": "scripted", "timeout_s": 1.0, "max_retries": 0, **extra}
 
 
-def test_five_round_campaign_survives_every_injected_fault_and_records_each_fallback(tmp_path, server):
+@pytest.fixture
+def autolog_off():
+    yield
+    import mlflow
+
+    mlflow.openai.autolog(disable=True)  # the campaign turned tracing on process-wide; later tests need it off
+
+
+def test_five_round_campaign_survives_every_injected_fault_and_records_each_fallback(tmp_path, server, autolog_off):
     script, url = server([
         ("text", "this is not json {"), ("text", '{"id": "half"'),  # round 2: invalid JSON, twice
         ("json", {"id": "p", "hypothesis": "h", "expected": "e",  # round 3: a patch that does not apply...
@@ -135,6 +143,13 @@ def test_five_round_campaign_survives_every_injected_fault_and_records_each_fall
     diagnosis = json.loads((paths.run_dir(1) / "diagnosis.json").read_text())
     assert diagnosis["root_cause"].startswith("The scripted model") and "router" in diagnosis["root_cause_playbook"]
     assert all(s["lesson"].startswith("The scripted model") for s in Memory(load_spec(paths.spec).memory).sections())
+    # every call that got an answer was traced to MLflow (mlflow.openai.autolog with the installed openai)
+    import mlflow
+
+    mlflow.flush_trace_async_logging()
+    client = mlflow.MlflowClient(load_spec(paths.spec).tracking.uri)
+    experiment = client.get_experiment_by_name("evolve").experiment_id
+    assert len(client.search_traces(locations=[experiment], max_results=100)) >= script.other_requests
 
 
 def brain_for(tmp_path: Path, url: str, token_budget: int = 0) -> tuple[LLMBrain, Workspace]:
