@@ -86,6 +86,11 @@ def resume(name: str, home: str | Path | None = None, verbose: bool = False,
     paths = find(name, home)
     spec = load_spec(paths.spec)
     make_brain(spec)
+    tree = Path(spec.workspace.root) / spec.name
+    if spec.workspace.template and not tree.is_dir():
+        # a fresh copy of the template would not hold the rounds the ledger and the checkpoints refer to
+        raise CampaignError(f"{tree}: the workspace of campaign {name!r} is missing; restore it, or start a new "
+                            "campaign under another name")
     meta = _read_json(paths.meta)
     tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
     tracker.start(spec_to_dict(spec), run_id=meta.get("mlflow_parent_run_id", ""))

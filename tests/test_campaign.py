@@ -273,3 +273,11 @@ def test_starting_a_campaign_that_exists_is_refused(tmp_path):
     result = cli("campaign", "--home", str(tmp_path / "home"), "start", str(spec), cwd=tmp_path)
     assert result.returncode == 2 and "already exists; resume it with" in result.stderr
     assert Ledger(campaign.campaign_paths("demo", tmp_path / "home").ledger).last_round() == 1
+
+
+def test_resuming_a_campaign_whose_workspace_was_deleted_is_refused(tmp_path):
+    campaign.start(write_spec(tmp_path, rounds=1), home=tmp_path / "home", stream=io.StringIO())
+    subprocess.run(["rm", "-rf", str(tmp_path / "ws" / "demo")], check=True)
+    result = cli("campaign", "--home", str(tmp_path / "home"), "resume", "demo", cwd=tmp_path)
+    assert result.returncode == 2 and "workspace of campaign 'demo' is missing" in result.stderr
+    assert not (tmp_path / "ws" / "demo").exists()
