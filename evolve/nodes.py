@@ -190,8 +190,8 @@ def decide(state: RoundState, runtime: Runtime[Campaign]) -> Command[Literal["pl
         _drop_checkpoints(c.paths.run_dir(n))
     c.workspace.revert()  # to the best round: a no-op after keep, the undo after revert or crash
     walls = [r.wall_s for r in c.ledger.records()]
-    c.progress.finished(n, state["status"], state["kind"], state["objective"], best, best_round, state["verdict"],
-                        budget.eta_s(c.spec.budget, walls))
+    c.progress.finished(n, state["proposal"], state["status"], state["kind"], state["objective"], best, best_round,
+                        state["verdict"], budget.eta_s(c.spec.budget, walls))
     stop = budget.stop_reason(c.spec.budget, walls)
     update = {"best_round": best_round, "best_objective": best, "stop": stop}
     return Command(update=update, goto="finish" if stop else "plan")

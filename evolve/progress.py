@@ -3,7 +3,8 @@ on request (`--verbose`). Plain lines, flushed at once, so they read the same in
 and `nohup` output.
 
     round 3/12 · start · rules/remedy advantage_epsilon: rl.adv_eps=0.0001
-    round 3/12 · succeeded healthy · objective 0.968 · best 0.968 (round 3) · keep · 7m12s elapsed · ETA 6m40s
+    round 3/12 · model.router_bias_update_rate=0.001, rl.adv_eps… · succeeded healthy · objective 0.968 ·
+        best 0.968 (round 3) · keep · 6m31s elapsed · ETA 3m30s      (one line)
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ class Progress:
         if self.verbose:
             self.say(f"    | {line}")
 
-    def finished(self, n: int, status: str, kind: str, objective: float | None, best: float | None,
-                 best_round: int, verdict: str, eta_s: float) -> None:
+    def finished(self, n: int, proposal: dict[str, Any], status: str, kind: str, objective: float | None,
+                 best: float | None, best_round: int, verdict: str, eta_s: float) -> None:
         best_text = f"{_num(best)} (round {best_round})" if best is not None else "none yet"
         elapsed = time.time() - self.started_at
-        self.say(f"round {n}/{self.rounds} · {status} {kind} · objective {_num(objective)} · best {best_text} · "
-                 f"{verdict} · {clock(elapsed)} elapsed · ETA {clock(eta_s)}")
+        change = describe_changes(proposal.get("changes"), limit=48) if proposal.get("changes") else proposal.get("id")
+        self.say(f"round {n}/{self.rounds} · {change} · {status} {kind} · objective {_num(objective)} · "
+                 f"best {best_text} · {verdict} · {clock(elapsed)} elapsed · ETA {clock(eta_s)}")

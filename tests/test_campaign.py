@@ -79,7 +79,8 @@ def test_campaign_fixes_stacked_faults_then_improves_and_every_record_agrees(tmp
     with Workspace.open(load_spec(campaign.campaign_paths("demo", tmp_path / "home").spec)) as ws:
         assert ws.head() == ws.best() == ws.round_commit(final["best_round"]) and not ws.is_dirty()
     text = out.getvalue()
-    assert "round 3/8 · succeeded healthy · objective" in text and "ETA" in text
+    assert "round 3/8 · model.router_bias_update_rate=0.001, rl.adv_eps… · succeeded healthy · objective" in text
+    assert "ETA" in text
     assert (tmp_path / "home" / "campaigns" / "demo" / "report.html").is_file()
 
 
