@@ -31,8 +31,9 @@ import yaml
 
 from evolve.brains import Brain
 from evolve.brains.rules import RulesBrain
+from evolve.files import read_json, write_atomic
 from evolve.graph import build, open_checkpointer, recursion_limit
-from evolve.memory import Ledger, Memory, RoundRecord, describe_changes
+from evolve.memory import Ledger, Memory, RoundRecord, describe_proposal
 from evolve.progress import Progress
 from evolve.report import write_report
 from evolve.spec import CampaignSpec, SpecError, load_spec, parse_section, spec_to_dict
@@ -69,11 +70,11 @@ def start(spec_file: str | Path, home: str | Path | None = None, verbose: bool =
     workspace = Workspace.open(spec)
     try:
         paths.dir.mkdir(parents=True)
-        paths.spec.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))  # from here on, resumable
+        write_atomic(paths.spec, yaml.safe_dump(spec_to_dict(spec), sort_keys=False))  # from here on, resumable
         tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
         parent = tracker.start(spec_to_dict(spec))
-        _write_json(paths.meta, {"name": spec.name, "created": time.time(), "spec_file": str(Path(spec_file).resolve()),
-                                 "mlflow_parent_run_id": parent})
+        write_atomic(paths.meta, json.dumps({"name": spec.name, "created": time.time(), "mlflow_parent_run_id": parent,
+                                             "spec_file": str(Path(spec_file).resolve())}, indent=2))
     except BaseException:
         workspace.close()
         raise
@@ -91,7 +92,7 @@ def resume(name: str, home: str | Path | None = None, verbose: bool = False,
         # a fresh copy of the template would not hold the rounds the ledger and the checkpoints refer to
         raise CampaignError(f"{tree}: the workspace of campaign {name!r} is missing; restore it, or start a new "
                             "campaign under another name")
-    meta = _read_json(paths.meta)
+    meta = read_json(paths.meta)
     tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
     tracker.start(spec_to_dict(spec), run_id=meta.get("mlflow_parent_run_id", ""))
     return _drive(spec, paths, Workspace.open(spec), tracker, verbose, stream)
@@ -108,7 +109,7 @@ def find(name: str, home: str | Path | None = None) -> CampaignPaths:
 
 def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, tracker: CampaignTracker, verbose: bool,
            stream: TextIO | None) -> dict[str, Any]:
-    meta = _read_json(paths.meta)
+    meta = read_json(paths.meta)
     progress = Progress(spec.budget.rounds, meta.get("created", time.time()), stream, verbose)
     with workspace, _locked(paths, spec.name):
         checkpointer = open_checkpointer(paths.checkpoints)
@@ -169,7 +170,7 @@ def status(name: str, home: str | Path | None = None) -> dict[str, Any]:
     current = state.get("round", 0) if where in ("running", "stopped") else 0
     if current and current not in {row["round"] for row in rows}:
         rows.append({"round": current, "commit": (state.get("commit") or "")[:8],
-                     "change": describe_changes((state.get("proposal") or {}).get("changes")),
+                     "change": describe_proposal(state.get("proposal") or {}),
                      "status": "running" if where == "running" else "interrupted", "kind": "", "objective": None,
                      "verdict": ""})
     return {"name": name, "state": where, "stop": state.get("stop", ""), "rounds_budget": spec.budget.rounds,
@@ -178,8 +179,8 @@ def status(name: str, home: str | Path | None = None) -> dict[str, Any]:
 
 
 def status_row(r: RoundRecord) -> dict[str, Any]:
-    change = describe_changes(r.proposal.get("changes")) if r.proposal.get("changes") else r.proposal.get("id", "")
-    return {"round": r.round, "commit": r.commit[:8], "change": change, "status": r.status, "kind": r.kind,
+    return {"round": r.round, "commit": r.commit[:8], "change": describe_proposal(r.proposal), "status": r.status,
+            "kind": r.kind,
             "objective": r.objective, "verdict": r.verdict}
 
 
@@ -296,16 +297,3 @@ def _is_locked(paths: CampaignPaths) -> bool:
             return True
         fcntl.flock(f, fcntl.LOCK_UN)
         return False
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable
 
 INF = math.inf
@@ -55,7 +56,7 @@ Stack = tuple[tuple["_Node", Hashable], ...]
 
 # ------------------------------------------------------------------------------------------ nodes
 
-class _Node:
+class _Node(ABC):
     """One part of a grammar, shared by all outputs; an output's position in it is a hashable state.
     `moves(st)` says what may happen next: (characters it reads, (child, state to resume at) when a
     child value must be generated first, whether it may end here)."""
@@ -63,15 +64,15 @@ class _Node:
     init: Hashable = ""
     min_len: float = INF  # fewest characters of a whole value; a fixpoint, as schemas may recurse
 
-    def moves(self, st) -> tuple[frozenset[str], tuple[_Node, Hashable] | None, bool]:
-        raise NotImplementedError
+    @abstractmethod
+    def moves(self, st) -> tuple[frozenset[str], tuple[_Node, Hashable] | None, bool]: ...
 
     def feed(self, st, ch: str) -> Hashable:
         return st + ch
 
+    @abstractmethod
     def rest(self, st) -> float:
         """Fewest characters that finish this node from state `st`."""
-        raise NotImplementedError
 
     def compute_min(self) -> float:
         return self.rest(self.init)
@@ -252,6 +253,13 @@ class _Alt(_Node):
     def __init__(self, opts: list[_Node] | None = None):
         self.opts = list(opts or [])
         self._flat: list[_Node] | None = None
+
+    # an _Alt never stands on a parser stack: _expand replaces it by its options, so it reads nothing itself
+    def moves(self, st):
+        raise AssertionError("an _Alt is expanded into its options, never parsed")
+
+    def rest(self, st):
+        raise AssertionError("an _Alt is expanded into its options, never parsed")
 
     def compute_min(self):
         return min((o.min_len for o in self.opts), default=INF)

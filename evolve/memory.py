@@ -153,15 +153,22 @@ def describe_changes(changes: Any, limit: int = 300) -> str:
         text = ", ".join(parts)
     else:
         text = ", ".join(f"{k}={v}" for k, v in flatten(changes).items())
-    return _one_line(text, limit)
+    return one_line(text, limit)
 
 
-def _one_line(text: Any, limit: int = 300) -> str:
+def describe_proposal(proposal: dict[str, Any], limit: int = 300) -> str:
+    """A proposal in one line: its changes, or its id when it changes nothing (the baseline)."""
+    if proposal.get("changes"):
+        return describe_changes(proposal["changes"], limit)
+    return str(proposal.get("id") or "no change")
+
+
+def one_line(text: Any, limit: int = 300) -> str:
     s = " ".join(str(text).split())  # newlines would break the memory file's one-line fields
     return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
-def _num(x: float | None) -> str:
+def fmt_num(x: float | None) -> str:
     return "none" if x is None else f"{x:.4g}"
 
 
@@ -173,7 +180,7 @@ def criticise(proposal: dict[str, Any], status: str, kind: str, objective: float
     `best` is the best objective before this round (None for the first round).
     """
     change = describe_changes(proposal.get("changes"))
-    observed = f"{status}, {kind}, objective {_num(objective)} vs best {_num(best)}"
+    observed = f"{status}, {kind}, objective {fmt_num(objective)} vs best {fmt_num(best)}"
     target = proposal.get("target")
     if verdict == "crash" and target and kind not in (target, "crash"):
         lesson = (f"{change} removed {target}, and the run then failed with {kind}: keep this fix and add "
@@ -181,8 +188,8 @@ def criticise(proposal: dict[str, Any], status: str, kind: str, objective: float
     elif verdict == "crash":
         lesson = f"{change} ended in {kind} ({status}); do not repeat it without a fix for {kind}"
     elif verdict == "keep":
-        lesson = (f"{change} set a first baseline of {_num(objective)}" if best is None else
-                  f"{change} improved the objective ({_num(best)} → {_num(objective)}); build on it")
+        lesson = (f"{change} set a first baseline of {fmt_num(objective)}" if best is None else
+                  f"{change} improved the objective ({fmt_num(best)} → {fmt_num(objective)}); build on it")
     elif objective is None:
         lesson = f"{change} produced no objective ({kind}); check the run writes {status!r} results"
     elif best is not None and objective == best:
@@ -194,12 +201,12 @@ def criticise(proposal: dict[str, Any], status: str, kind: str, objective: float
         if kind != "healthy":
             lesson += f" (the run also showed {kind})"
     return {
-        "hypothesis": _one_line(proposal.get("hypothesis", "")),
+        "hypothesis": one_line(proposal.get("hypothesis", "")),
         "change": change,
-        "expected": _one_line(proposal.get("expected", "")),
+        "expected": one_line(proposal.get("expected", "")),
         "observed": observed,
         "verdict": verdict,
-        "lesson": _one_line(lesson, 500),
+        "lesson": one_line(lesson, 500),
     }
 
 
@@ -224,7 +231,7 @@ class Memory:
         """The section for one round (also logged to MLflow as the round's memory.md)."""
         c = record.criticism
         lines = [f"## Round {record.round} — {record.verdict}", ""]
-        lines += [f"- **{k}:** {_one_line(c.get(k, '') or '-', 1000)}" for k in _FIELDS]
+        lines += [f"- **{k}:** {one_line(c.get(k, '') or '-', 1000)}" for k in _FIELDS]
         return "\n".join(lines) + "\n"
 
     def append(self, record: RoundRecord) -> bool:
@@ -262,7 +269,7 @@ class Memory:
         text = (f"{len(sections)} rounds: {counts['keep']} keep, {counts['revert']} revert, "
                 f"{counts['crash']} crash.\nLessons, newest first:")[:max_chars]
         for s in sorted(sections, key=lambda s: s["round"], reverse=True):
-            line = f"\n- round {s['round']} ({s['verdict']}): {_one_line(s.get('lesson', '-'), 400)}"
+            line = f"\n- round {s['round']} ({s['verdict']}): {one_line(s.get('lesson', '-'), 400)}"
             if len(text) + len(line) > max_chars:
                 break  # whole lines only: a cut lesson reads as a different lesson
             text += line

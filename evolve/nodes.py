@@ -30,6 +30,7 @@ from langgraph.types import Command
 
 from evolve import budget, launcher
 from evolve.brains import PlanContext, Proposal, apply_changes
+from evolve.files import read_json, write_atomic
 from evolve.memory import Memory, RoundRecord, criticise, describe_changes
 from evolve.objective import ObjectiveError, judge, read_objective
 from evolve.state import Campaign, RoundState
@@ -59,7 +60,7 @@ def plan_context(c: Campaign, n: int) -> PlanContext:
                 "kind": r.kind} for r in c.ledger.records() if r.round < n]
     config_path = c.workspace.path / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    return PlanContext(diagnosis=_read_json(c.paths.run_dir(n - 1) / "diagnosis.json") or None, history=history,
+    return PlanContext(diagnosis=read_json(c.paths.run_dir(n - 1) / "diagnosis.json") or None, history=history,
                        config=config if isinstance(config, dict) else {}, memory_summary=c.memory.summary(),
                        round=n, objective_mode=c.spec.objective.mode)
 
@@ -102,8 +103,8 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         pid_file = run_dir / "launch.pid"
         result = launcher.launch(spec.command, c.workspace.path, run_dir, limits, env=env, on_line=c.progress.output,
-                                 on_start=lambda pid: _write(pid_file, str(pid)))
-        _write(done, json.dumps({"returncode": result.returncode, "signal": result.signal,
+                                 on_start=lambda pid: write_atomic(pid_file, str(pid)))
+        write_atomic(done, json.dumps({"returncode": result.returncode, "signal": result.signal,
                                  "timed_out": result.timed_out, "wall_s": round(result.wall_s, 3)}))
         pid_file.unlink(missing_ok=True)
     return {"run_dir": str(run_dir), "status": run_status(run_dir)}
@@ -111,10 +112,10 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
 
 def run_status(run_dir: Path) -> str:
     """The run's own status.json verdict when it wrote one, else what the launcher saw."""
-    status = _read_json(run_dir / "status.json").get("status")
+    status = read_json(run_dir / "status.json").get("status")
     if status:
         return str(status)
-    launched = _read_json(run_dir / "launch.json")
+    launched = read_json(run_dir / "launch.json")
     if launched.get("timed_out"):
         return "timeout"
     return "succeeded" if launched.get("returncode") == 0 else "failed"
@@ -143,7 +144,7 @@ def triage(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     diagnosis = diagnose(str(run_dir), c.playbook).to_dict()
     if worded := c.brain.explain(diagnosis):  # a model brain may word the cause; the playbook's stays beside it
         diagnosis["root_cause_playbook"], diagnosis["root_cause"] = diagnosis["root_cause"], worded
-    _write(run_dir / "diagnosis.json", json.dumps(diagnosis, indent=2))
+    write_atomic(run_dir / "diagnosis.json", json.dumps(diagnosis, indent=2))
     try:
         objective = read_objective(c.spec.objective, run_dir, c.tracking_uri)
     except ObjectiveError as e:  # a malformed results file is this round's failure, not the campaign's
@@ -159,7 +160,7 @@ def reflect(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     run_dir = Path(state["run_dir"])
     best = state.get("best_objective")
     verdict = judge(state["status"], state["kind"], state["objective"], best, c.spec.objective)
-    summary = _read_json(run_dir / "status.json").get("summary") or {}
+    summary = read_json(run_dir / "status.json").get("summary") or {}
     criticism = criticise(state["proposal"], state["status"], state["kind"], state["objective"], best, verdict,
                           c.spec.objective.mode)
     if n not in c.memory.rounds() and (lesson := c.brain.lesson(criticism)):
@@ -167,7 +168,7 @@ def reflect(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     record = RoundRecord(
         round=n, parent=state["parent"], commit=state["commit"], proposal=state["proposal"], status=state["status"],
         kind=state["kind"], objective=state["objective"], verdict=verdict, criticism=criticism,
-        wall_s=float(_read_json(run_dir / "launch.json").get("wall_s", 0.0)),
+        wall_s=float(read_json(run_dir / "launch.json").get("wall_s", 0.0)),
         mlflow_run_id=str(summary.get("mlflow_run_id") or ""))
     metrics = {f"run/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     c.tracker.log_round(record, c.workspace.diff(n), Memory.entry(record), run_dir / "status.json", metrics)
@@ -209,18 +210,3 @@ def finish(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
 def _drop_checkpoints(run_dir: Path) -> None:
     for path in (run_dir / "checkpoints").glob("*.pt"):
         path.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write(path: Path, text: str) -> None:
-    """Write-then-rename, so a kill never leaves a half-written marker that a resume would trust."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

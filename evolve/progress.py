@@ -15,11 +15,7 @@ import time
 from typing import Any, TextIO
 
 from evolve.budget import clock
-from evolve.memory import describe_changes
-
-
-def _num(x: float | None) -> str:
-    return "none" if x is None else f"{x:.4g}"
+from evolve.memory import describe_changes, describe_proposal, fmt_num
 
 
 class Progress:
@@ -44,8 +40,8 @@ class Progress:
 
     def finished(self, n: int, proposal: dict[str, Any], status: str, kind: str, objective: float | None,
                  best: float | None, best_round: int, verdict: str, eta_s: float) -> None:
-        best_text = f"{_num(best)} (round {best_round})" if best is not None else "none yet"
+        best_text = f"{fmt_num(best)} (round {best_round})" if best is not None else "none yet"
         elapsed = time.time() - self.started_at
-        change = describe_changes(proposal.get("changes"), limit=48) if proposal.get("changes") else proposal.get("id")
-        self.say(f"round {n}/{self.rounds} · {change} · {status} {kind} · objective {_num(objective)} · "
+        change = describe_proposal(proposal, limit=48)
+        self.say(f"round {n}/{self.rounds} · {change} · {status} {kind} · objective {fmt_num(objective)} · "
                  f"best {best_text} · {verdict} · {clock(elapsed)} elapsed · ETA {clock(eta_s)}")

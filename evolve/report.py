@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
-from evolve.memory import RoundRecord, describe_changes
+from evolve.files import write_atomic
+from evolve.memory import RoundRecord, describe_proposal
 
 MAX_LESSONS = 20
 _HEADERS = ("round", "commit", "change", "status", "kind", "objective", "verdict", "wall time")
@@ -85,8 +84,7 @@ def _summary(records: list[RoundRecord], metric: str, mode: str) -> list[str]:
 
 
 def _change(r: RoundRecord) -> str:
-    changes = r.proposal.get("changes")
-    return describe_changes(changes) if changes else str(r.proposal.get("id") or "no change")
+    return describe_proposal(r.proposal)
 
 
 def _rows(records: list[RoundRecord]) -> list[list[str]]:
@@ -251,27 +249,12 @@ def render_html(records: list[RoundRecord], *, name: str, metric: str, mode: str
     return "\n".join(parts) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # a reader (or a crash) must never see half a report: write beside it, then rename over it
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(records: list[RoundRecord], out_dir: str | Path, *, name: str, metric: str,
                  mode: str = "max") -> tuple[Path, Path]:
     """Write out_dir/report.md and out_dir/report.html; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, page = out / "report.md", out / "report.html"
-    _write_atomic(md, render_markdown(records, name=name, metric=metric, mode=mode))
-    _write_atomic(page, render_html(records, name=name, metric=metric, mode=mode))
+    write_atomic(md, render_markdown(records, name=name, metric=metric, mode=mode))
+    write_atomic(page, render_html(records, name=name, metric=metric, mode=mode))
     return md, page

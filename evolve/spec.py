@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from trainer.config import ConfigError, coerce_value
+from trainer.config import ConfigError, coerce_value, read_yaml
 
 
 class SpecError(ValueError):
@@ -170,11 +168,9 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found; pass the path of a campaign spec YAML file")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        raw = read_yaml(path)
+    except ConfigError as e:  # the trainer's reader, reported as a spec error
+        raise SpecError(str(e)) from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: top level must be a mapping (name:, workspace:, launch:, objective:, ...)")
     if name is not None:

@@ -224,12 +224,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         where = str(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        raw = read_yaml(path) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections (model:, rl:, ...)")
     for item in overrides:
@@ -245,6 +240,16 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     if cfg.scaffold and path is not None and not Path(cfg.scaffold).is_absolute():
         cfg.scaffold = str((path.parent / cfg.scaffold).resolve())
     return cfg
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in `path`; a syntax error is a ConfigError naming the file and line."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
 
 
 def _assign(tree: dict, keys: list[str], value: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
+from evolve.files import write_atomic
 from trainer.config import ConfigError, TrainConfig, load_config
 
 TRAINER_CONFIG = "config.yaml"
@@ -152,7 +153,7 @@ def apply_changes(workspace_dir: Path, changes: list[Change]) -> list[str]:
         except ConfigError as e:
             raise ValueError(f"{name}: {', '.join(touched[name])} rejected: {e}") from None
     for name, tree in trees.items():
-        _write_atomic(_inside(root, name), yaml.safe_dump(tree, sort_keys=False))
+        write_atomic(_inside(root, name), yaml.safe_dump(tree, sort_keys=False))
     for c in patches:
         _apply_patch(root, c)
     return list(dict.fromkeys([*trees, *(c.file for c in patches)]))
@@ -165,14 +166,6 @@ def _inside(root: Path, name: str) -> Path:
     return path
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _apply_patch(root: Path, c: Change) -> None:
     if c.patch.startswith(("--- ", "diff ")):
         # git apply checks the whole diff before touching anything, and works outside a repository too
@@ -182,4 +175,4 @@ def _apply_patch(root: Path, c: Change) -> None:
             first = (p.stderr.strip().splitlines() or ["git apply failed"])[0]
             raise ValueError(f"{c.file}: patch does not apply: {first}")
     else:
-        _write_atomic(_inside(root, c.file), c.patch)
+        write_atomic(_inside(root, c.file), c.patch)

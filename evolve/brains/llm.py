@@ -29,6 +29,7 @@ import yaml
 
 from evolve.brains import Change, PlanContext, Proposal, apply_changes, change_key, prompts
 from evolve.brains.rules import RulesBrain
+from evolve.memory import one_line
 from evolve.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class LLMBrain:
             try:
                 text, used = self._chat(messages, schema=prompts.PROPOSAL_SCHEMA)
             except openai.OpenAIError as e:
-                errors.append(_one_line(f"{type(e).__name__}: {e}"))
+                errors.append(one_line(f"{type(e).__name__}: {e}"))
                 continue
             tokens += used
             try:
@@ -136,12 +137,12 @@ class LLMBrain:
                 for name in apply_changes(scratch, changes):
                     _parses(scratch / name, name)
             except ValueError as e:
-                raise Rejected(_one_line(str(e))) from None
+                raise Rejected(one_line(str(e))) from None
 
     def _fallback(self, ctx: PlanContext, reason: str, tokens: int) -> Proposal:
         log.warning("LLM brain fell back to the rules brain: %s", reason)
         proposal = self.rules.propose(ctx)
-        proposal.fallback, proposal.tokens = _one_line(reason, 500), tokens
+        proposal.fallback, proposal.tokens = one_line(reason, 500), tokens
         return proposal
 
     # ------------------------------------------------------------------------------------ wording
@@ -160,10 +161,10 @@ class LLMBrain:
         try:
             text, used = self._chat(messages)
         except openai.OpenAIError as e:
-            log.warning("LLM brain: %s; keeping the playbook's wording", _one_line(str(e)))
+            log.warning("LLM brain: %s; keeping the playbook's wording", one_line(str(e)))
             return None
         self._side_tokens += used
-        return _one_line(text, 400) or None
+        return one_line(text, 400) or None
 
     # ------------------------------------------------------------------------------------ transport
 
@@ -190,7 +191,7 @@ def enable_tracing(uri: str, experiment: str) -> str:
         mlflow.set_experiment(experiment)
         mlflow.openai.autolog()
     except Exception as e:  # an optional integration: its failure must never stop a campaign
-        return _one_line(f"{type(e).__name__}: {e}")
+        return one_line(f"{type(e).__name__}: {e}")
     return ""
 
 
@@ -213,9 +214,4 @@ def _parses(path: Path, name: str) -> None:
         elif path.suffix == ".json":
             json.loads(text)
     except (yaml.YAMLError, SyntaxError, ValueError) as e:
-        raise Rejected(f"{name} no longer parses after the change: {_one_line(str(e), 200)}") from None
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[:limit - 1] + "…"
+        raise Rejected(f"{name} no longer parses after the change: {one_line(str(e), 200)}") from None
