@@ -22,6 +22,10 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and _launches_runs(sys.argv[1:]):
+        from evolve.secrets import reexec_without_secrets  # stdlib only: before anything heavy is imported
+
+        reexec_without_secrets()  # the process that launches runs must never have held the secrets in its env
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="evolve", description="An autonomous ML engineer for RL training.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -57,20 +61,32 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def _launches_runs(argv: list[str]) -> bool:
+    """`evolve campaign [options] start|resume ...`: the commands whose process launches model-written code."""
+    return bool(argv) and argv[0] == "campaign" and any(a in ("start", "resume") for a in argv[1:])
+
+
 def triage_main(argv: list[str]) -> int:
     """`evolve triage`: read-only, and it never imports torch, so it is quick on any machine."""
     import json
+    from pathlib import Path
 
-    from evolve.triage import TargetNotFound, format_text, triage
+    from evolve.triage import RUN_FILES, TargetNotFound, format_text, triage
 
     p = argparse.ArgumentParser(prog="evolve triage", description="Diagnose a failed (or suspect) training run.")
     p.add_argument("target", help="a run directory, a log file, or mlflow:<run_id> (uses $MLFLOW_TRACKING_URI)")
     p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     args = p.parse_args(argv)
+    target = Path(args.target)
     try:
+        # a typo'd parent folder would otherwise be diagnosed `healthy` for want of evidence
+        if not args.target.startswith("mlflow:") and target.is_dir() and not any(
+                (target / name).exists() for name in RUN_FILES):
+            raise TargetNotFound(f"{target}: not a run directory (it has none of {', '.join(RUN_FILES)}); "
+                                 "pass a run directory, a log file or mlflow:<run_id>")
         diagnosis = triage(args.target)
     except (TargetNotFound, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the cause said
         return 2
     print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else format_text(diagnosis))
     return 0

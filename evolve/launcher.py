@@ -1,23 +1,26 @@
 """Run one command the way a campaign round needs it run: contained, bounded, and watched.
 
-Why each piece is here:
+Everything a round launches was partly written by a model, so the launcher treats it as hostile.
 
-- **Its own process group.** Training commands fork: shells, dataloader workers, torchrun ranks. Killing
-  only the direct child leaves those running and holding the GPU. The command starts a new session
-  (`start_new_session=True`, i.e. setsid in the child), so one `os.killpg` reaches every descendant that
-  did not deliberately leave the group. The run *is* its group: when the command ends, whatever it left
-  behind in the group is ended too, and the leader is always waited on, so no zombie stays.
+- **Its own process group, and every descendant tracked.** Training commands fork (shells, dataloader
+  workers, torchrun ranks), and a process can leave the group with setsid() or double-fork away. So the
+  run is also put in its own PID namespace where the machine allows it (killing its init kills them all),
+  in a cgroup per run where one is writable, and in any case the agent is a child subreaper and every run
+  carries an EVOLVE_LAUNCH_ID marker, swept from /proc at the end (evolve/sandbox.py, cgroups.py,
+  proctree.py). The run *is* its command: when the command ends, whatever it left behind is ended too.
 - **Limits without `preexec_fn`.** `preexec_fn` runs Python between fork and exec, which can deadlock in a
   threaded program (the agent runs LangGraph, MLflow and our own reader thread). Limits are set instead by
-  a program that is exec'd first and then execs the command: util-linux `prlimit` when installed, otherwise
-  a three-line `python -c` wrapper calling `resource.setrlimit` then `os.execvp`.
-- **A scrubbed environment.** The agent holds API keys (OpenAI, Hugging Face, cloud); the code it launches
-  was partly written by a model and must not be able to read or leak them. Credential-looking variables are
-  dropped; the campaign spec's explicit `env` is then added back verbatim, because the user chose it.
+  programs that are exec'd first and then exec the command: evolve/runinit.py (cgroups, the namespace's
+  init), then util-linux `prlimit` when installed, otherwise a three-line `python -c` wrapper calling
+  `resource.setrlimit` then `os.execvp`. The defaults are in evolve/limits.py.
+- **An allow-listed environment** (evolve/runenv.py) with HOME at a scratch folder inside the run dir; the
+  spec's explicit `env` is added verbatim, because the user chose it.
 - **Streaming, bounded.** stdout and stderr are merged and copied line by line into `<run_dir>/launch.log`
   (flushed per line, so triage and people can follow a live run) and to an optional callback. Nothing
-  accumulates in memory; an over-long line is passed on in chunks.
-- **A wall clock.** After `timeout_s`: SIGTERM to the group, `grace_s` to clean up, then SIGKILL.
+  accumulates in memory; an over-long line is passed on in chunks; the log stops at the file-size limit.
+- **A wall clock that holds.** After `timeout_s`: SIGTERM to every process of the run, `grace_s` to clean
+  up, then SIGKILL. The output pipe is never waited on without a deadline: a process that escaped and
+  still holds it cannot stretch the round.
 
 A string command runs through `/bin/sh -c`, so a spec may say `python train.py && echo done`; a list runs
 as is, without a shell. A missing executable ends with exit status 127 and a one-line message in the log
@@ -28,28 +31,30 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-MB = 1024 * 1024
-_MAX_LINE = 64 * 1024  # longest piece handed on at once; keeps a newline-free flood from filling memory
+from evolve import cgroups, proctree, runenv, sandbox
+from evolve import limits as policy
+from evolve.limits import MB, Limits
+from evolve.sandbox import Containment
+from evolve.spec import LaunchSpec
 
-_CREDENTIAL_MARKS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
-# Named for documentation and for the few that carry a secret without a tell-tale word in the name.
-_CREDENTIAL_NAMES = frozenset({
-    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "AZURE_OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "GH_PAT",
-    "WANDB_API_KEY", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
-    "KAGGLE_KEY", "KAGGLE_USERNAME", "GOOGLE_APPLICATION_CREDENTIALS", "DATABASE_URL", "NETRC",
-})
+__all__ = ["Containment", "LaunchResult", "Limits", "describe_spec", "find_prlimit", "for_spec", "launch",
+           "limit_prefix"]
+
+_MAX_LINE = 64 * 1024  # longest piece handed on at once; keeps a newline-free flood from filling memory
+_DRAIN_S = 1.0  # how long the reader may go on draining after the run's processes are gone
 
 # Exec'd before the command when prlimit is missing: argv = AS CPU FSIZE -- command...
 _RLIMIT_WRAPPER = """\
@@ -67,44 +72,13 @@ except OSError as e:
 
 
 @dataclass
-class Limits:
-    timeout_s: float
-    max_memory_mb: int = 0  # RLIMIT_AS (address space, so virtual memory: CUDA maps far more than it uses)
-    max_cpu_s: int = 0  # RLIMIT_CPU; soft = hard, so the kernel SIGKILLs the process when it is used up
-    max_file_mb: int = 0  # RLIMIT_FSIZE; Python sees EFBIG, most other programs die of SIGXFSZ
-
-    def __post_init__(self):
-        if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
-        for name in ("max_memory_mb", "max_cpu_s", "max_file_mb"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 = no limit), got {getattr(self, name)}")
-
-
-@dataclass
 class LaunchResult:
     returncode: int | None  # exit status; None when a signal ended the process (see `signal`)
     wall_s: float
     timed_out: bool
     signal: int | None
     log_path: Path
-    command: list[str]  # what was exec'd, limit prefix included
-
-
-def scrub_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """`base` without anything that looks like a credential, then `extra` on top, honoured as given.
-
-    `extra` is the campaign spec's explicit env: if a user writes `HF_TOKEN: ...` there, they meant the run
-    to have it, so it passes even though `base`'s copy would have been dropped.
-    """
-    env = {name: value for name, value in base.items() if not _looks_like_credential(name)}
-    env.update(extra)
-    return env
-
-
-def _looks_like_credential(name: str) -> bool:
-    upper = name.upper()
-    return upper in _CREDENTIAL_NAMES or any(mark in upper for mark in _CREDENTIAL_MARKS)
+    command: list[str]  # what was exec'd, containment and limit prefixes included
 
 
 def find_prlimit() -> str | None:
@@ -112,7 +86,7 @@ def find_prlimit() -> str | None:
 
 
 def limit_prefix(limits: Limits) -> list[str]:
-    """The argv that sets `limits` and then execs the command appended to it ([] when nothing is limited)."""
+    """The argv that sets `limits`' rlimits and then execs the command appended to it ([] when none is set)."""
     as_bytes = _capped(resource.RLIMIT_AS, limits.max_memory_mb * MB)
     cpu_s = _capped(resource.RLIMIT_CPU, limits.max_cpu_s)
     fsize_bytes = _capped(resource.RLIMIT_FSIZE, limits.max_file_mb * MB)
@@ -132,99 +106,228 @@ def _capped(which: int, value: int) -> int:
     return min(value, hard) if value and hard != resource.RLIM_INFINITY else value
 
 
+def for_spec(spec: LaunchSpec, timeout_s: float, run_dir: Path) -> tuple[Limits, Containment]:
+    """The limits and containment of one round's launch under the campaign spec's `launch` section."""
+    containment = sandbox.detect(spec.isolation)
+    return policy.resolve(timeout_s, run_dir, containment, spec.max_memory_mb, spec.max_cpu_s, spec.max_file_mb,
+                          spec.max_processes), containment
+
+
+def describe_spec(spec: LaunchSpec, run_dir: Path) -> str:
+    """The campaign's start line: which containment and limits its launches get on this machine."""
+    return policy.describe(*reversed(for_spec(spec, spec.timeout_s, run_dir)))
+
+
 def launch(command: str | list[str], cwd: Path, run_dir: Path, limits: Limits, env: Mapping[str, str] | None = None,
            on_line: Callable[[str], None] | None = None, grace_s: float = 5.0,
-           on_start: Callable[[int], None] | None = None) -> LaunchResult:
+           on_start: Callable[[int], None] | None = None, containment: Containment | None = None) -> LaunchResult:
     """Run `command` in `cwd` to completion or timeout; its output goes to `<run_dir>/launch.log` and `on_line`.
 
     `on_line` gets each line without its line ending, in order, from a reader thread. If it raises, the run
     is killed and the error re-raised here; so is any exception (Ctrl-C included) raised while waiting.
     `on_start` gets the process group id as soon as the command runs, so a caller that may itself be
-    killed can record it and end an orphaned run later.
+    killed can record it and end an orphaned run later. `containment` defaults to `sandbox.detect()`.
     """
     cwd, run_dir = Path(cwd), Path(run_dir).absolute()
     if not cwd.is_dir():
         raise NotADirectoryError(f"launch cwd does not exist: {cwd}")
+    containment = containment if containment is not None else sandbox.detect()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "launch.log"
+    home = run_dir / "home"  # a scratch HOME: the real one's credential files are not reached through it
+    home.mkdir(exist_ok=True)
+    launch_id = uuid.uuid4().hex[:16]
+
+    group = cgroups.create(launch_id, limits.max_processes, limits.cgroup_memory_mb * MB) \
+        if containment.cgroup else None
+    status_r, status_w = os.pipe() if containment.namespace else (None, None)
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-    argv = limit_prefix(limits) + argv
-    child_env = scrub_env(os.environ, {"PYTHONUNBUFFERED": "1", **(env or {})})  # unbuffered: lines arrive live
+    argv = sandbox.prefix(containment, group.dirs if group else [], status_w) + limit_prefix(limits) + argv
+    child_env = runenv.run_env(os.environ, {"PYTHONUNBUFFERED": "1", **(env or {})}, str(home))  # live lines
     child_env["EVOLVE_RUN_DIR"] = str(run_dir)  # the trainer's default run dir
+    child_env[proctree.MARKER] = launch_id
 
-    start = time.monotonic()
-    with open(log_path, "ab") as log:  # append: a resumed run keeps the earlier launch's evidence
-        try:
-            proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as e:  # only reachable for a list command without a limit prefix
-            message = f"evolve: {argv[0]}: {e.strerror}"
-            log.write(message.encode() + b"\n")
-            if on_line:
-                on_line(message)
-            return LaunchResult(127 if isinstance(e, FileNotFoundError) else 126, time.monotonic() - start, False,
-                                None, log_path, argv)
-
-        reader = _Reader(proc, log, on_line)
-        reader.start()
-        timed_out = False
-        try:
-            if on_start:
-                on_start(proc.pid)  # the group leader's pid is the group id (start_new_session)
+    before = proctree.children(os.getpid())
+    proctree.set_subreaper(True)  # until the run is over, its orphans come back to us
+    try:
+        start = time.monotonic()
+        with open(log_path, "ab") as log:  # append: a resumed run keeps the earlier launch's evidence
             try:
-                proc.wait(timeout=limits.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            _stop_group(proc, reader, grace_s)
-        except BaseException:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-            reader.join()
-            raise
-    if reader.error is not None:
-        raise reader.error
+                proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        pass_fds=(status_w,) if status_w is not None else ())
+            except OSError as e:  # only reachable for a list command without a prefix
+                _close(status_r, status_w)
+                if group:
+                    group.remove()
+                message = f"evolve: {argv[0]}: {e.strerror}"
+                log.write(message.encode() + b"\n")
+                if on_line:
+                    on_line(message)
+                return LaunchResult(127 if isinstance(e, FileNotFoundError) else 126, time.monotonic() - start, False,
+                                    None, log_path, argv)
+            _close(status_w)
+            run = _Run(proc, launch_id, before, group)
+            reader = _Reader(proc, log, on_line, run.kill, limits.max_file_mb * MB)
+            reader.start()
+            timed_out = False
+            try:
+                if on_start:
+                    on_start(proc.pid)  # the group leader's pid is the group id (start_new_session)
+                try:
+                    proc.wait(timeout=limits.timeout_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                run.stop(grace_s)
+            except BaseException:
+                run.kill()
+                proc.wait()
+                reader.finish()
+                run.cleanup()
+                _close(status_r)
+                raise
+            reader.finish()
+            run.cleanup()
+            ended = _read_status(status_r)
+        if reader.error is not None:
+            raise reader.error
 
-    code = proc.returncode
-    return LaunchResult(returncode=code if code >= 0 else None, wall_s=time.monotonic() - start, timed_out=timed_out,
-                        signal=-code if code < 0 else None, log_path=log_path, command=argv)
+        code = proc.returncode
+        if ended is not None:  # the namespace's init saw how the command itself ended
+            code = ended
+        return LaunchResult(returncode=code if code >= 0 else None, wall_s=time.monotonic() - start,
+                            timed_out=timed_out, signal=-code if code < 0 else None, log_path=log_path, command=argv)
+    finally:
+        proctree.set_subreaper(False)
+
+
+class _Run:
+    """Every process of one launch: its group, its cgroup, and what the /proc sweep finds."""
+
+    def __init__(self, proc: subprocess.Popen, launch_id: str, before: set[int], group: cgroups.RunGroup | None):
+        self.proc, self.launch_id, self.before, self.group = proc, launch_id, before, group
+
+    def others(self) -> set[int]:
+        """The run's live processes other than the leader (which its Popen reaps)."""
+        pids = proctree.sweep(self.launch_id, self.proc.pid, self.before)
+        if self.group:
+            pids |= self.group.procs()
+        return {p for p in pids if p != self.proc.pid and proctree.alive(p)}
+
+    def signal(self, sig: int) -> bool:
+        """`sig` to all of the run; True when anything was there to get it."""
+        sent = _signal_group(self.proc.pid, sig)
+        others = self.others()
+        proctree.signal_all(others, sig)
+        return sent or bool(others)
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM whatever is left of the run, give it `grace_s` to exit, then SIGKILL; reap the leader."""
+        if self.signal(signal.SIGTERM):
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and (self.proc.poll() is None or self.others()):
+                time.sleep(0.02)
+        self.kill()
+        self.proc.wait()
+
+    def kill(self) -> None:
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        if self.group:
+            self.group.kill_all()
+        proctree.kill_tree(self.launch_id, self.proc.pid, self.before)
+
+    def cleanup(self) -> None:
+        proctree.kill_tree(self.launch_id, self.proc.pid, self.before)  # and reap what came back to us
+        if self.group:
+            self.group.kill_all()
+            self.group.remove()
 
 
 class _Reader(threading.Thread):
-    """Copies the child's merged output to the log and the callback, one line at a time."""
+    """Copies the child's merged output to the log and the callback, one line at a time.
 
-    def __init__(self, proc: subprocess.Popen, log: IO[bytes], on_line: Callable[[str], None] | None):
+    It reads with a timeout, so `finish()` can end it at a deadline even if an escaped process still holds
+    the pipe open; and it stops writing the log at `cap` bytes (0: no cap), draining the rest unwritten.
+    """
+
+    def __init__(self, proc: subprocess.Popen, log: IO[bytes], on_line: Callable[[str], None] | None,
+                 kill: Callable[[], None], cap: int):
         super().__init__(daemon=True)
-        self.proc, self.log, self.on_line = proc, log, on_line
+        self.proc, self.log, self.on_line, self.kill, self.cap = proc, log, on_line, kill, cap
         self.error: BaseException | None = None
+        self.written = 0
+        self._stop_at: float | None = None
+
+    def finish(self) -> None:
+        self._stop_at = time.monotonic() + _DRAIN_S
+        self.join(_DRAIN_S + 1.0)
 
     def run(self) -> None:
         assert self.proc.stdout is not None
-        with self.proc.stdout as stream:
-            for raw in iter(lambda: stream.readline(_MAX_LINE), b""):
-                self.log.write(raw)
-                self.log.flush()
-                if self.on_line and self.error is None:
-                    try:
-                        self.on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
-                    except BaseException as e:  # a broken watcher must not leave a run going unwatched
-                        self.error = e
-                        _signal_group(self.proc.pid, signal.SIGKILL)
-                # keep draining after an error, so nothing blocks on a full pipe while it dies
-
-
-def _stop_group(proc: subprocess.Popen, reader: _Reader, grace_s: float) -> None:
-    """SIGTERM whatever is left of the group, give it `grace_s` to exit, then SIGKILL; reap the leader."""
-    if _signal_group(proc.pid, signal.SIGTERM):
-        deadline = time.monotonic() + grace_s
+        fd, pending = self.proc.stdout.fileno(), b""
         try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        # the pipe closes when the last process holding it is gone: the best "group is done" signal we have
-        reader.join(timeout=max(0.0, deadline - time.monotonic()))
-        _signal_group(proc.pid, signal.SIGKILL)
-    proc.wait()
-    reader.join()
+            while self._stop_at is None or time.monotonic() < self._stop_at:
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if not ready:
+                    if self._stop_at is not None:
+                        break  # nothing more came, and the run is over
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                while pending:
+                    cut = pending.find(b"\n") + 1 or (len(pending) if len(pending) >= _MAX_LINE else 0)
+                    if not cut:
+                        break
+                    cut = min(cut, _MAX_LINE)
+                    self._emit(pending[:cut])
+                    pending = pending[cut:]
+            if pending:
+                self._emit(pending)
+        finally:
+            self.proc.stdout.close()
+
+    def _emit(self, raw: bytes) -> None:
+        if not self.cap or self.written + len(raw) <= self.cap:
+            self.log.write(raw)
+            self.log.flush()
+        elif self.written <= self.cap:
+            self.log.write(f"\nevolve: launch.log reached {self.cap // MB} MB; further output is dropped\n".encode())
+            self.log.flush()
+        self.written += len(raw)
+        if self.on_line and self.error is None:
+            try:
+                self.on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            except BaseException as e:  # a broken watcher must not leave a run going unwatched
+                self.error = e
+                self.kill()
+        # keep draining after an error, so nothing blocks on a full pipe while it dies
+
+
+def _read_status(fd: int | None) -> int | None:
+    """The namespace init's report ("exit N" / "signal N") as a Popen-style returncode, or None."""
+    if fd is None:
+        return None
+    try:
+        os.set_blocking(fd, False)
+        text = os.read(fd, 64).decode(errors="replace").split()
+    except OSError:
+        text = []
+    finally:
+        os.close(fd)
+    if len(text) == 2 and text[1].isdigit():
+        return int(text[1]) if text[0] == "exit" else -int(text[1]) if text[0] == "signal" else None
+    return None
+
+
+def _close(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _signal_group(pgid: int, sig: int) -> bool:

@@ -17,6 +17,9 @@ Refs, all lightweight tags (`git tag -l 'evolve/<name>/*'` lists a campaign):
     refs/tags/evolve/<name>/round-<n>   the commit of round n (round-0 = the starting point); never moved
     refs/tags/evolve/<name>/best        the best round so far; moved by keep(n)
 
+Every git process runs through evolve/gitguard.py: the runs write in this tree, `.git/` included, so no hook
+and no program named in a config file the agent did not write ever runs (see there).
+
 Opening an existing workspace of the same campaign resumes it; every method is safe to repeat after a
 crash (commit_round(n) with an existing round-n tag returns that commit and does not commit again).
 """
@@ -33,12 +36,11 @@ from pathlib import Path
 
 import git
 
+from evolve import gitguard
 from evolve.spec import CampaignSpec
 
-_IDENTITY = {"user.name": "evolve", "user.email": "evolve@localhost"}
-# Commits made through the CLI take their identity from these, so the user's repository needs no config.
-_IDENTITY_ENV = {"GIT_AUTHOR_NAME": "evolve", "GIT_AUTHOR_EMAIL": "evolve@localhost",
-                 "GIT_COMMITTER_NAME": "evolve", "GIT_COMMITTER_EMAIL": "evolve@localhost"}
+# Commits take their identity from these, so the user's repository needs no config (and global is ignored).
+_IDENTITY_ENV = gitguard.IDENTITY_ENV
 
 
 class WorkspaceError(RuntimeError):
@@ -68,6 +70,21 @@ class Workspace:
 
     def close(self) -> None:
         self.repo.close()
+
+    def discard(self, keep_tags: set[str] = frozenset()) -> None:
+        """Undo the `open` of a new campaign whose start failed, and close: a template copy is deleted; a
+        worktree is removed with its branch and the campaign's tags (but `keep_tags`, which were there
+        before), so the user's repository is left as it was."""
+        tags = {t.name for t in self.repo.tags if t.name.startswith(f"evolve/{self.name}/")} - set(keep_tags)
+        self.close()
+        if self.spec.workspace.template:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        with gitguard.open_repo(self.spec.workspace.repo, owned_by=None, refuse=WorkspaceError, pin=False) as user:
+            user.git.worktree("remove", "--force", str(self.path))
+            user.git.branch("-D", f"evolve/{self.name}")
+            if tags:
+                user.git.tag("-d", *sorted(tags))
 
     def __enter__(self) -> Workspace:
         return self
@@ -197,6 +214,17 @@ class Workspace:
         self.repo.git.clean("-f", "-d")
 
 
+def campaign_tags(spec: CampaignSpec) -> set[str]:
+    """The tags of campaign `spec.name` already in the user's repository (repo mode; empty otherwise)."""
+    if not spec.workspace.repo:
+        return set()
+    try:
+        with git.Repo(spec.workspace.repo) as user:  # refs read by GitPython itself: no git process runs
+            return {t.name for t in user.tags if t.name.startswith(f"evolve/{spec.name}/")}
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return set()
+
+
 def _round_tag(name: str, n: int) -> str:
     return f"evolve/{name}/round-{n}"
 
@@ -245,14 +273,13 @@ def _open_template(spec: CampaignSpec, path: Path) -> git.Repo:
         shutil.copytree(template, tmp, dirs_exist_ok=True, symlinks=True,
                         ignore=shutil.ignore_patterns(".git", "__pycache__"))
         repo = git.Repo.init(tmp, initial_branch=f"evolve/{name}")
-        with repo.config_writer() as cfg:
-            for key, value in _IDENTITY.items():
-                cfg.set_value(*key.split("."), value)
-            cfg.set_value("evolve", "campaign", name)  # the ownership mark that resume checks
+        # the whole config, identity and the ownership mark that resume checks; restored before every git call
+        (Path(repo.git_dir) / "config").write_text(gitguard.template_config(name))
+        repo.close()
+        repo = gitguard.open_repo(tmp, owned_by=name, refuse=WorkspaceError)
         # the trainer's own bytecode would otherwise be committed into every round
         (Path(repo.git_dir) / "info").mkdir(exist_ok=True)
         (Path(repo.git_dir) / "info" / "exclude").write_text("__pycache__/\n*.pyc\n")
-        repo.git.update_environment(**_IDENTITY_ENV)
         repo.git.add(A=True)
         repo.git.commit("--allow-empty", "--no-verify", "--no-gpg-sign", "-m",
                         f"evolve: start campaign {name} from template {template}")
@@ -263,20 +290,20 @@ def _open_template(spec: CampaignSpec, path: Path) -> git.Repo:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return git.Repo(path)
+    return gitguard.open_repo(path, owned_by=name, refuse=WorkspaceError)
 
 
 def _owned_repo(path: Path, name: str) -> git.Repo | None:
     """The repository at `path` if campaign `name` made it (its own .git, carrying the mark)."""
     if not (path / ".git").is_dir():
         return None
-    repo = git.Repo(path)
+    repo = git.Repo(path)  # read by GitPython itself: no git process, nothing from the config runs
     with repo.config_reader("repository") as cfg:
         mark = cfg.get_value("evolve", "campaign", default="")
+    repo.close()
     if mark != name:
-        repo.close()
         return None
-    return repo
+    return gitguard.open_repo(path, owned_by=name, refuse=WorkspaceError)
 
 
 # ---------------------------------------------------------------------------------------- repo mode
@@ -284,7 +311,7 @@ def _owned_repo(path: Path, name: str) -> git.Repo | None:
 def _open_worktree(spec: CampaignSpec, path: Path) -> git.Repo:
     name, branch = spec.name, f"evolve/{spec.name}"
     try:
-        user = git.Repo(spec.workspace.repo)
+        user = gitguard.open_repo(spec.workspace.repo, owned_by=None, refuse=WorkspaceError, pin=False)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise WorkspaceError(f"{spec.workspace.repo}: workspace.repo is not a git repository") from None
     try:
@@ -294,7 +321,7 @@ def _open_worktree(spec: CampaignSpec, path: Path) -> git.Repo:
             if _worktrees(user).get(path.resolve()) != f"refs/heads/{branch}":
                 raise WorkspaceError(f"{path}: exists and is not the worktree of campaign {name!r}; "
                                      "choose another campaign name or remove the directory")
-            return git.Repo(path)  # resume
+            return gitguard.open_repo(path, owned_by=None, refuse=WorkspaceError)  # resume
         if branch in user.heads:
             add = ["add", str(path), branch]  # resume a campaign whose worktree directory was removed
         else:
@@ -311,7 +338,7 @@ def _open_worktree(spec: CampaignSpec, path: Path) -> git.Repo:
             why = (e.stderr or "").strip().removeprefix("stderr: '").removesuffix("'").splitlines()
             raise WorkspaceError(f"{path}: git worktree {' '.join(add[2:])} failed: "
                                  f"{why[-1] if why else e.status}") from None
-        repo = git.Repo(path)
+        repo = gitguard.open_repo(path, owned_by=None, refuse=WorkspaceError)
         for tag in (_round_tag(name, 0), _best_tag(name)):
             if tag not in repo.tags:
                 repo.create_tag(tag, ref=repo.head.commit)

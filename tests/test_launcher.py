@@ -1,4 +1,5 @@
-"""The launcher with real subprocesses: streaming, exit codes, group kill on timeout, env scrubbing, rlimits."""
+"""The launcher with real subprocesses: streaming, exit codes, group kill on timeout, the env allow-list, rlimits,
+and every way it contains a run: bare (process group + subreaper sweep), cgroup, PID namespace."""
 
 from __future__ import annotations
 
@@ -11,15 +12,31 @@ from pathlib import Path
 
 import pytest
 
-from evolve import launcher
-from evolve.launcher import LaunchResult, Limits, launch, scrub_env
+from evolve import cgroups, launcher, runenv, sandbox
+from evolve.launcher import Containment, LaunchResult, Limits, launch
 
 MECHANISMS = ["prlimit", "wrapper"]
+# The tests that follow a shell's `$!` need host pids: they run bare (no namespace, no cgroup), where the
+# fallback tracker (subreaper + /proc sweep) is all there is; the namespace and cgroup get their own tests.
+BARE = Containment(namespace=False)
+NAMESPACE = None if sandbox.namespace_refusal() else sandbox.detect()
+needs_namespace = pytest.mark.skipif(NAMESPACE is None, reason=f"no PID namespace: {sandbox.namespace_refusal()}")
+needs_cgroup = pytest.mark.skipif("pids" not in cgroups.hierarchies(), reason="no writable pids cgroup here")
 
 
 def _run(tmp_path: Path, command: str | list[str], **kwargs) -> LaunchResult:
     limits = kwargs.pop("limits", Limits(timeout_s=10))
+    kwargs.setdefault("containment", BARE)
     return launch(command, cwd=tmp_path, run_dir=tmp_path / "run", limits=limits, **kwargs)
+
+
+def _usable_cgroups() -> dict[str, int]:
+    return {name: h.version for name, h in cgroups.hierarchies().items()}
+
+
+def _holders(token: str) -> list[int]:
+    """Live processes whose environment holds `token` (a run's own marker, set through its spec env)."""
+    return sorted(p for p in launcher.proctree.marked_by(f"PROBE={token}") if _alive(p))
 
 
 def _alive(pid: int) -> bool:
@@ -87,7 +104,7 @@ def test_lines_arrive_while_the_command_is_still_running(tmp_path):
 def test_exit_code_is_propagated(tmp_path):
     result = _run(tmp_path, "echo bye; exit 3")
     assert result.returncode == 3 and result.signal is None and not result.timed_out
-    assert result.command == ["/bin/sh", "-c", "echo bye; exit 3"]
+    assert result.command == ["/bin/sh", "-c", "echo bye; exit 3"]  # bare: nothing is put before the command
 
 
 def test_timeout_kills_the_whole_group_grandchildren_included(tmp_path):
@@ -141,23 +158,89 @@ def test_failing_callback_kills_the_run_and_reraises(tmp_path):
     assert time.monotonic() - start < 5
 
 
-def test_credentials_are_scrubbed_but_path_and_spec_env_pass(tmp_path, monkeypatch):
+def test_only_the_allow_list_reaches_the_run_with_a_scratch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
-    monkeypatch.setenv("MY_SECRET_TOKEN", "hunter2")
+    monkeypatch.setenv("DB_PASS", "hunter2")
+    monkeypatch.setenv("SOMETHING_HARMLESS", "x")
     monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     result = _run(tmp_path, "env", env={"SPEC_VAR": "from-spec"})
     child = dict(line.split("=", 1) for line in result.log_path.read_text().splitlines() if "=" in line)
-    assert "OPENAI_API_KEY" not in child and "MY_SECRET_TOKEN" not in child
+    assert not {"OPENAI_API_KEY", "DB_PASS", "SOMETHING_HARMLESS"} & set(child)
     assert "sk-should-not-leak" not in result.log_path.read_text()
-    assert child["PATH"] == os.environ["PATH"] and child["LANG"] == "C.UTF-8"
+    assert child["PATH"] == os.environ["PATH"] and child["LANG"] == "C.UTF-8" and child["CUDA_VISIBLE_DEVICES"] == "0"
     assert child["MLFLOW_TRACKING_URI"] == os.environ["MLFLOW_TRACKING_URI"]
     assert child["SPEC_VAR"] == "from-spec"
     assert child["EVOLVE_RUN_DIR"] == str(tmp_path / "run")
+    assert child["HOME"] == str(tmp_path / "run" / "home") and (tmp_path / "run" / "home").is_dir()
 
 
-def test_scrub_env_honours_credentials_the_spec_passes_explicitly():
-    base = {"PATH": "/bin", "HF_TOKEN": "a", "aws_secret_access_key": "b", "GITHUB_TOKEN": "c", "HOME": "/h"}
-    assert scrub_env(base, {"HF_TOKEN": "chosen"}) == {"PATH": "/bin", "HOME": "/h", "HF_TOKEN": "chosen"}
+def test_run_env_honours_what_the_spec_passes_explicitly():
+    base = {"PATH": "/bin", "HF_TOKEN": "a", "aws_secret_access_key": "b", "GITHUB_TOKEN": "c", "HOME": "/h",
+            "EVOLVE_SECRETS_FD": "3", "LC_ALL": "C"}
+    assert runenv.run_env(base, {"HF_TOKEN": "chosen"}, "/scratch") == {
+        "PATH": "/bin", "LC_ALL": "C", "HOME": "/scratch", "HF_TOKEN": "chosen"}
+
+
+@pytest.mark.parametrize("name,value", [("DB_PASS", "x"), ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/x"),
+                                        ("SENTRY_DSN", "https://k@o1.ingest.sentry.io/1"), ("GITLAB_PAT", "x"),
+                                        ("HTTPS_PROXY", "http://me:pw@proxy:3128"), ("OPENAI_API_KEY", "sk-1"),
+                                        ("SOME_VAR", "ghp_abcdef")])
+def test_credentials_the_old_name_filter_missed_look_secret(name, value):
+    assert runenv.looks_secret(name, value) and not runenv.allowed(name)
+
+
+def test_timeout_holds_when_a_child_calls_setsid_bare(tmp_path):
+    _escape_test(tmp_path, BARE)
+
+
+@needs_cgroup
+def test_timeout_holds_when_a_child_calls_setsid_in_a_cgroup(tmp_path):
+    _escape_test(tmp_path, Containment(namespace=False, cgroup=_usable_cgroups()))
+
+
+@needs_namespace
+def test_timeout_holds_when_a_child_calls_setsid_in_a_namespace(tmp_path):
+    _escape_test(tmp_path, NAMESPACE)
+
+
+def _escape_test(tmp_path: Path, containment: Containment) -> None:
+    """A child that setsid()s and double-forks, holding the output pipe: the round still ends at its timeout."""
+    token = os.urandom(6).hex()
+    escape = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n" \
+             "    os._exit(0)\n"
+    start = time.monotonic()
+    result = _run(tmp_path, [sys.executable, "-c", escape + "time.sleep(60)\n"], limits=Limits(timeout_s=1),
+                  grace_s=1, env={"PROBE": token}, containment=containment)
+    assert result.timed_out and time.monotonic() - start < 1 + 1 + 3
+    assert _holders(token) == []
+    assert _zombie_children() == []
+    # and when the command ends by itself, what escaped ends with it, at once
+    start = time.monotonic()
+    result = _run(tmp_path, [sys.executable, "-c", escape + "time.sleep(0.3)\n"], limits=Limits(timeout_s=30),
+                  grace_s=1, env={"PROBE": token}, containment=containment)
+    assert not result.timed_out and result.returncode == 0 and time.monotonic() - start < 3
+    assert _holders(token) == []
+    assert _zombie_children() == []
+
+
+@needs_namespace
+def test_a_namespaced_run_sees_only_its_own_processes_and_keeps_exit_semantics(tmp_path):
+    result = _run(tmp_path, "ls /proc | grep -c '^[0-9]'; exit 3", containment=NAMESPACE)
+    assert result.returncode == 3
+    assert int(result.log_path.read_text().split()[0]) <= 4  # unshare's child (init), sh, ls, grep
+    result = _run(tmp_path, "kill -TERM $$", containment=NAMESPACE)
+    assert result.returncode is None and result.signal == signal.SIGTERM
+
+
+@needs_cgroup
+def test_the_process_cap_stops_a_fork_bomb(tmp_path):
+    code = ("import os\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n            "
+            "import time; time.sleep(30)\n        n += 1\nexcept OSError as e:\n    print('refused after', n, e)\n")
+    result = _run(tmp_path, [sys.executable, "-c", code], limits=Limits(timeout_s=20, max_processes=20),
+                  containment=Containment(namespace=False, cgroup=_usable_cgroups()))
+    assert "refused after" in result.log_path.read_text()
+    assert int(result.log_path.read_text().split("refused after")[1].split()[0]) < 20
 
 
 def test_memory_limit_makes_a_large_allocation_fail(tmp_path, mechanism):

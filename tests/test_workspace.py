@@ -325,3 +325,30 @@ def test_check_editable_rejects_a_symlink_that_escapes_the_tree(tmp_path, templa
         with pytest.raises(WorkspaceError, match="git metadata is never editable"):
             w.check_editable([".git/HEAD"])  # even a catch-all glob does not open .git
         w.check_editable(["anything/at/all.txt"])
+
+
+# ---------------------------------------------------------------------------------------- git hardening
+
+def test_a_planted_hook_and_config_run_nothing_and_the_template_config_is_restored(tmp_path, ws):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    evil.chmod(0o755)
+    for hook in ("pre-commit", "post-commit", "reference-transaction"):
+        (ws.path / ".git" / "hooks" / hook).write_text(evil.read_text())
+        (ws.path / ".git" / "hooks" / hook).chmod(0o755)
+    with open(ws.path / ".git" / "config", "a") as f:
+        f.write(f"[core]\n\tfsmonitor = {evil}\n\thooksPath = .git/hooks\n[filter \"x\"]\n\tclean = {evil}\n")
+    (ws.path / ".gitattributes").write_text("* filter=x\n")
+    (ws.path / "config.yaml").write_text("lr: 2\n")
+    ws.commit_round(1, "round 1")
+    assert ws.changed_paths() == [] and ws.diff(1)
+    assert not marker.exists()
+    assert "fsmonitor" not in (ws.path / ".git" / "config").read_text()
+
+
+def test_a_changed_user_repo_config_is_refused_not_used(tmp_path, user_repo):
+    with Workspace.open(make_spec(tmp_path, repo=str(user_repo), root=str(tmp_path / "ws"))) as w:
+        git(user_repo, "config", "core.fsmonitor", str(tmp_path / "evil.sh"))
+        with pytest.raises(WorkspaceError, match="changed while the campaign ran"):
+            w.commit_round(1, "round 1")

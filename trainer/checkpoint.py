@@ -3,6 +3,11 @@
 A checkpoint is the trainer's `torch.save` dict (model and optimiser state, step, summary and the
 resolved config). CHECKPOINT on the command line is a checkpoint file or a run directory, meaning that
 run's latest checkpoint (`checkpoints/final.pt`, else `latest.pt`, else the newest `*.pt`).
+
+Checkpoints are untrusted input: a campaign's runs execute model-written code, and a `.pt` is a pickle,
+which can run anything when it is unpickled. So every checkpoint is read with `torch.load(weights_only=True)`,
+whose unpickler only builds tensors and plain containers (dict, list, tuple, str, numbers, None), and the
+saver keeps the config as a dict of builtins for that reason. A file it refuses is one line (ConfigError).
 """
 
 from __future__ import annotations
@@ -33,15 +38,32 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise ConfigError(f"{path}: no such checkpoint file or run directory")
 
 
+def load_state(file: Path, device: str | torch.device = "cpu") -> dict:
+    """The checkpoint dict in `file`, unpickled with `weights_only=True` (no code runs). ConfigError otherwise."""
+    try:
+        state = torch.load(file, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+            pickle.UnpicklingError) as e:
+        # a refused global is an UnpicklingError whose text runs to a page of advice; its first line is enough
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{file}: not a checkpoint written by this trainer ({type(e).__name__}: {why[:300]})"
+                          ) from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{file}: not a checkpoint written by this trainer (holds a {type(state).__name__}, "
+                          "not the trainer's dict)")
+    return state
+
+
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[MoETransformer, TrainConfig]:
     """The model of a checkpoint (eval mode, fp32) and the training config it was trained with."""
     file = resolve_checkpoint(path)
+    state = load_state(file, device)
     try:
-        state = torch.load(file, map_location=device, weights_only=False)
         cfg: TrainConfig = _build(TrainConfig, state["config"], "")
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError, ConfigError) as e:
-        raise ConfigError(f"{file}: not a checkpoint written by this trainer ({type(e).__name__}: {e})") from None
-    model = MoETransformer(cfg.model).to(device)
-    model.load_state_dict(state["model"])
+        model = MoETransformer(cfg.model).to(device)
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError, ConfigError) as e:
+        why = " ".join(str(e).split())[:300]
+        raise ConfigError(f"{file}: not a checkpoint written by this trainer ({type(e).__name__}: {why})") from None
     model.eval()
     return model, cfg

@@ -28,6 +28,7 @@ from typing import Any
 
 import openai
 
+from evolve import runenv
 from evolve.brains import PlanContext, Proposal
 from evolve.brains.rules import RulesBrain
 
@@ -54,8 +55,8 @@ class MoEBrain:
 
     def propose(self, ctx: PlanContext) -> Proposal:
         candidates = list(itertools.islice(self.rules.candidates(ctx), max(1, self.options.candidates)))
-        if len(candidates) == 1:
-            return candidates[0]
+        if len(candidates) <= 1:  # none: the parent fails with no remedy left, and rules says so (NoRemedyLeft)
+            return candidates[0] if candidates else self.rules.propose(ctx)
         try:
             chosen, tokens = self._choose(ctx, candidates)
         except (OSError, RuntimeError, openai.OpenAIError) as e:
@@ -87,6 +88,8 @@ class MoEBrain:
     def _choose(self, ctx: PlanContext, candidates: list[Proposal]) -> tuple[Proposal, int]:
         client = self._ensure_server()
         kind = (ctx.diagnosis or {}).get("kind") or "none"
+        if ctx.parent is not None and ctx.parent.failing:  # the candidates are then remedies only
+            kind += f" (the base, round {ctx.parent.round}, fails: {ctx.parent.kind})"
         # the model reads printable ASCII only, and its context is short: ids and the start of each idea
         listing = "\n".join(f"{p.id}: {_ascii(p.hypothesis)[:80]}" for p in candidates)
         messages = [{"role": "system", "content": "Pick the next experiment. Answer with its id only."},
@@ -104,7 +107,9 @@ class MoEBrain:
         if self._client is not None and self._server is not None and self._server.poll() is None:
             return self._client
         port = _free_port()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        # the allow-list only: a launched run can read this server's /proc/<pid>/environ (same uid)
+        env = runenv.run_env(os.environ, {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+                             home=os.environ.get("HOME", "/"))
         self._server = subprocess.Popen(
             [sys.executable, "-m", "evolve.serve", self.options.checkpoint, "--port", str(port),
              "--model-name", "evolve-moe"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
