@@ -42,6 +42,9 @@ STRING_CHARS = PRINTABLE - {'"', "\\"}  # string content that never needs an esc
 DIGITS, QUOTE = frozenset("0123456789"), frozenset('"')
 MAX_STRING, MAX_KEY, MAX_ITEMS, INT_DIGITS, NUMBER_DIGITS = 64, 16, 8, 6, (6, 4)
 DEFAULT_BUDGET = 1 << 16
+# Schemas come from HTTP requests: nesting deeper than this is refused (the compiler recurses per level, and
+# no structured output needs it; OpenAI's own limit is 10 levels)
+MAX_DEPTH = 32
 
 _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "$schema", "$id",
                           "deprecated", "readOnly", "writeOnly"})
@@ -418,14 +421,27 @@ class JsonSchemaConstraint(Constraint):
 # ------------------------------------------------------------------------------------------ compiler
 
 class _Compiler:
+    """Schema → nodes. Every malformed part is a one-line ValueError naming its path (`#/properties/a`), so a
+    server can answer 400: a schema is request input, never a reason for a 500."""
+
     def __init__(self, root: dict):
-        self.root, self.refs, self._any = root, {}, None
+        self.root, self.refs, self._any, self.depth = root, {}, None, 0
 
     def compile(self, s, path: str) -> _Node:
+        if self.depth >= MAX_DEPTH:
+            where = path if len(path) <= 60 else path[:57] + "..."
+            raise ValueError(f"schema is nested more than {MAX_DEPTH} levels deep (at {where})")
+        self.depth += 1
+        try:
+            return self._compile(s, path)
+        finally:
+            self.depth -= 1
+
+    def _compile(self, s, path: str) -> _Node:
         if s is True:
             return self.any()
         if not isinstance(s, dict):
-            raise ValueError(f"schema at {path} must be an object, got {s!r}")
+            raise ValueError(f"schema at {path} must be an object, got {_short(s)}")
         for key in s:
             if key not in _ANNOTATIONS and key not in _KEYWORDS:
                 raise ValueError(f"unsupported JSON Schema keyword {key!r} at {path}")
@@ -440,8 +456,13 @@ class _Compiler:
             values = [s["const"]] if "const" in s else s["enum"]
             if not isinstance(values, list) or not values:
                 raise ValueError(f"'enum' at {path} must be a non-empty list")
-            return _Trie(json.dumps(v, separators=(",", ":")) for v in values)
+            try:  # NaN and Infinity are not JSON, whatever Python's json module reads
+                return _Trie(json.dumps(v, separators=(",", ":"), allow_nan=False) for v in values)
+            except ValueError:
+                raise ValueError(f"'enum'/'const' at {path} holds a non-finite number") from None
         if "anyOf" in s:
+            if not isinstance(s["anyOf"], list) or not s["anyOf"]:
+                raise ValueError(f"'anyOf' at {path} must be a non-empty list of schemas")
             return _Alt([self.compile(o, f"{path}/anyOf/{i}") for i, o in enumerate(s["anyOf"])])
         kind = s["type"] if "type" in s else self._implied_type(s, path)
         if isinstance(kind, list):
@@ -470,7 +491,7 @@ class _Compiler:
 
     def _resolve(self, ref) -> dict:
         if not isinstance(ref, str) or not ref.startswith("#"):
-            raise ValueError(f"unsupported $ref {ref!r}: only local references (#/...) are supported")
+            raise ValueError(f"unsupported $ref {_short(ref)}: only local references (#/...) are supported")
         target = self.root
         for part in [p.replace("~1", "/").replace("~0", "~") for p in ref[2:].split("/") if p]:
             if not isinstance(target, dict) or part not in target:
@@ -487,12 +508,18 @@ class _Compiler:
         return self._any
 
     def _object(self, s, path):
-        props = s.get("properties") or {}
-        missing = [r for r in s.get("required", []) if r not in props]
+        props = s.get("properties", {})
+        if not isinstance(props, dict):
+            raise ValueError(f"'properties' at {path} must be an object (name → schema), got {_short(props)}")
+        required = s.get("required", [])
+        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+            raise ValueError(f"'required' at {path} must be a list of property names, got {_short(required)}")
+        missing = [r for r in required if r not in props]
         if missing:
             raise ValueError(f"'required' names {missing[0]!r}, which is not in 'properties', at {path}")
+        lo, hi = _counts(s, "minProperties", "maxProperties", path, default_hi=max(MAX_ITEMS, len(props)))
         if props:
-            if s.get("minProperties", 0) > len(props) or s.get("maxProperties", len(props)) < len(props):
+            if lo > len(props) or hi < len(props):
                 raise ValueError(f"minProperties/maxProperties at {path} conflict with emitting every property")
             parts: list[str | _Node] = ["{"]
             for i, (key, sub) in enumerate(props.items()):
@@ -501,8 +528,7 @@ class _Compiler:
         extra = s.get("additionalProperties", True)
         if extra is False:
             return _Trie(["{}"])
-        value = self.any() if extra in (True, {}) else self.compile(extra, f"{path}/additionalProperties")
-        lo, hi = _counts(s, "minProperties", "maxProperties", path)
+        value = self.any() if extra is True or extra == {} else self.compile(extra, f"{path}/additionalProperties")
         return _Repeat("{", "}", _Seq([_String(0, MAX_KEY), ":", value]), lo, hi)
 
     def _array(self, s, path):
@@ -515,8 +541,8 @@ class _Compiler:
 
     def _integer(self, s, path):
         vals = {k: s[k] for k in _BOUNDS if k in s}
-        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in vals.values()):
-            raise ValueError(f"integer bounds at {path} must be numbers")
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) for v in vals.values()):
+            raise ValueError(f"integer bounds at {path} must be finite numbers")
         los = [math.ceil(vals["minimum"])] if "minimum" in vals else []
         los += [math.floor(vals["exclusiveMinimum"]) + 1] if "exclusiveMinimum" in vals else []
         his = [math.floor(vals["maximum"])] if "maximum" in vals else []
@@ -545,3 +571,9 @@ def _counts(s: dict, lo_key: str, hi_key: str, path: str, default_hi: int = MAX_
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (lo, hi)) or lo > hi:
         raise ValueError(f"{lo_key}/{hi_key} at {path} must be integers with {lo_key} <= {hi_key}")
     return lo, hi
+
+
+def _short(value) -> str:
+    """A request's value in an error message: enough to recognise it, never a page."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -168,7 +168,7 @@ class LogScan:
                 text = lines[n].decode("utf-8", "replace")
                 if m := sig.pattern.search(text):
                     groups = {k: v for k, v in m.groupdict().items() if v is not None}
-                    self.hits[i] = Hit(source, base + n + 1, text.strip()[:EXCERPT], groups)
+                    self.hits[i] = Hit(source, base + n + 1, _printable(text.strip()[:EXCERPT]), groups)
                     break
         if keys and self._metric_re is not None:
             for n in _lines_containing(by_shape, low_lines, keys):
@@ -177,7 +177,7 @@ class LogScan:
         tail = chunk.rsplit(b"\n", RING + 1)[-RING - 1:]
         first = self.lines - len(tail) + 2  # the last piece after the final newline is empty
         for offset, raw in enumerate(tail[:-1]):
-            self.ring.append((source, first + offset, raw.decode("utf-8", "replace")[:EXCERPT]))
+            self.ring.append((source, first + offset, _printable(raw.decode("utf-8", "replace")[:EXCERPT])))
 
     def _present(self, shapes: bytes, wanted: set[bytes]) -> set[bytes]:
         """Which wanted literals occur (digits zeroed); a hub's absence rules out all its literals at once."""
@@ -218,7 +218,11 @@ class LogScan:
                 except ValueError:
                     continue
             if isinstance(value, (int, float)):
-                self.add_metric(key, float(value), line, source)
+                try:
+                    number = float(value)
+                except OverflowError:  # a JSON integer beyond any float: run output is untrusted
+                    number = math.inf if value > 0 else -math.inf
+                self.add_metric(key, number, line, source)
 
     def wants(self, key: str) -> bool:
         return any(fnmatch.fnmatchcase(key, g) for g in self._key_globs)
@@ -245,6 +249,12 @@ def _lines_containing(by_shape: dict[bytes, list[int]], low_lines: list[bytes],
 
 
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+# control characters in a log (escape sequences included) must not reach the user's terminal as evidence
+_CONTROLS = {c: "\ufffd" for c in [*range(0, 9), *range(10, 32), 127]} | {13: " "}  # CR: progress bars, CRLF
+
+
+def _printable(text: str) -> str:
+    return text.translate(_CONTROLS)
 
 
 def _shape(text: bytes) -> bytes:

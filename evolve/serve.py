@@ -14,16 +14,22 @@ policy. Two engines:
 * vllm: exports the checkpoint as a Hugging Face MiniMax-M2 directory (trainer/export.py) and runs
   `vllm serve` on it with MiniMax-M2's tool-call and reasoning parsers; needs vllm and a CUDA GPU.
 
-Errors are OpenAI-shaped ({"error": {"message", "type", "code"}}), 400 for a bad request.
+Errors are OpenAI-shaped ({"error": {"message", "type", "code"}}): 400 for a bad request, its one-line
+message starting with the field's path (`messages[1].content: ...`, `response_format.json_schema.schema:
+'required' at #/properties/a ...`); 404 for a `model` this server does not serve, as OpenAI and vLLM answer.
+A schema is request input, so no schema is a 500 (constrain.py caps its nesting). The command line binds its
+socket before it prints "serving": a port in use or a host that is not this machine's is one line, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -66,15 +72,16 @@ class _Sampling(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    # strict: `"max_tokens": true` or `"n": "2"` is a client bug to report, not a value to guess at
     model: str | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=-(2**63), lt=2**64)  # what torch.Generator accepts
-    n: int = 1
+    temperature: float = Field(1.0, ge=0.0, le=2.0, strict=True)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, strict=True)
+    max_tokens: int | None = Field(None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64, strict=True)  # what torch.Generator accepts
+    n: int = Field(1, strict=True)
     stop: str | list[str] | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: dict[str, Any] | None = None
     structured_outputs: dict[str, Any] | None = None
 
@@ -100,42 +107,61 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str]
 
 
-def _message(m: ChatMessage) -> Message:
+def _message(m: ChatMessage, i: int) -> Message:
+    where = f"messages[{i}]"
     if isinstance(m.content, list):
-        if any(part.get("type") != "text" for part in m.content):
-            raise APIError("only text content parts are supported", code="unsupported_content")
+        for j, part in enumerate(m.content):
+            if part.get("type") != "text":
+                raise APIError(f"{where}.content[{j}].type: only text content parts are supported",
+                               code="unsupported_content")
+            if not isinstance(part.get("text", ""), str):
+                raise APIError(f"{where}.content[{j}].text: must be a string")
         text = "".join(part.get("text", "") for part in m.content)
     else:
         text = m.content or ""
     try:
         return Message(ROLE_ALIASES.get(m.role, m.role), text)
     except ValueError as e:
-        raise APIError(str(e)) from None
+        raise APIError(f"{where}.role: {e}") from None
+
+
+def _schema_constraint(schema: str | Any) -> JsonSchemaConstraint:
+    """vLLM's structured_outputs.json: a schema, or a schema as JSON text."""
+    return JsonSchemaConstraint(json.loads(schema) if isinstance(schema, str) else schema)
 
 
 def _constraint(req: _Sampling, response_format: dict | None) -> Constraint | None:
-    """The structured-output constraint a request asks for, if any; ValueError -> 400."""
+    """The structured-output constraint a request asks for, if any. Every way a schema or choice list can
+    be wrong is a 400 naming the field: it is request input, so never a 500 (the compiler caps nesting)."""
     so = req.structured_outputs or {}
+    kind = (response_format or {}).get("type", "text")
+    if so and kind != "text":
+        raise APIError("structured_outputs and response_format both ask for a structure; send one of them")
+    if "choice" in so:
+        field, make, arg = "structured_outputs.choice", ChoiceConstraint, so["choice"]
+    elif "json" in so:
+        field, make, arg = "structured_outputs.json", _schema_constraint, so["json"]
+    elif so:
+        raise APIError(f"structured_outputs: unsupported keys {sorted(so)}; use choice or json")
+    elif kind == "text":
+        return None
+    elif kind == "json_object":
+        field, make, arg = "response_format", JsonSchemaConstraint, {"type": "object"}
+    elif kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise APIError("response_format.json_schema.schema: required, and must be a JSON Schema object")
+        field, make, arg = "response_format.json_schema.schema", JsonSchemaConstraint, spec["schema"]
+    else:
+        raise APIError(f"response_format.type: {kind!r} is not one of text, json_object, json_schema")
     try:
-        if "choice" in so:
-            return ChoiceConstraint(so["choice"])
-        if "json" in so:
-            return JsonSchemaConstraint(json.loads(so["json"]) if isinstance(so["json"], str) else so["json"])
-        if so:
-            raise APIError(f"unsupported structured_outputs {sorted(so)}; use choice or json")
-        kind = (response_format or {}).get("type", "text")
-        if kind == "json_object":
-            return JsonSchemaConstraint({"type": "object"})
-        if kind == "json_schema":
-            schema = (response_format.get("json_schema") or {}).get("schema")
-            if not isinstance(schema, dict):
-                raise APIError("response_format json_schema needs json_schema.schema (an object)")
-            return JsonSchemaConstraint(schema)
-        if kind != "text":
-            raise APIError(f"unsupported response_format type {kind!r}")
-    except (ValueError, json.JSONDecodeError) as e:
-        raise APIError(f"structured output: {e}", code="unsupported_schema") from None
-    return None
+        return make(arg)
+    except RecursionError:
+        raise APIError(f"{field}: nested too deeply", code="unsupported_schema") from None
+    except ValueError as e:  # the compiler's one-line errors, and JSON that does not parse
+        raise APIError(f"{field}: {e}", code="unsupported_schema") from None
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError) as e:  # a shape no check foresaw
+        raise APIError(f"{field}: malformed ({type(e).__name__}: {str(e)[:200]})", code="unsupported_schema") from None
 
 
 # ------------------------------------------------------------------------------------------ engine
@@ -156,6 +182,11 @@ class Engine:
             return self.tok.encode(text) if isinstance(text, str) else self.tok.render_prompt(text)
         except ValueError as e:
             raise APIError(str(e), code="unsupported_character") from None
+
+    def encode_completion(self, text: str) -> list[int]:
+        """A raw prompt as the model saw every sequence in training, after <|bos|>. The export's tokenizer
+        adds it too (trainer/export.py), so transformers and vLLM encode a prompt to these same ids."""
+        return [self.tok.bos_id, *self.encode(text)]
 
     def budget(self, prompt: list[int], req: _Sampling) -> int:
         """New tokens allowed: the request's limit, within what the model's positions leave."""
@@ -251,12 +282,15 @@ def _prepare(engine: Engine, req: _Sampling, prompt: list[int],
              response_format: dict | None = None) -> tuple[int, Constraint | None]:
     """Checks that need no model: everything a request can get wrong fails here, before streaming."""
     if req.n != 1:
-        raise APIError("only n=1 is supported", code="unsupported_n")
+        raise APIError(f"n: only n=1 is supported, got {req.n}", code="unsupported_n")
     max_new = engine.budget(prompt, req)
     constraint = _constraint(req, response_format)
     if isinstance(constraint, ChoiceConstraint):
-        for choice in req.structured_outputs["choice"]:
-            engine.encode(choice)  # a choice the vocabulary cannot spell could never be generated
+        for i, choice in enumerate(req.structured_outputs["choice"]):
+            try:  # a choice the vocabulary cannot spell could never be generated
+                engine.encode(choice)
+            except APIError as e:
+                raise APIError(f"structured_outputs.choice[{i}]: {e}", code=e.code) from None
     if constraint is not None and constraint.min_chars > max_new:
         raise APIError(f"max_tokens={max_new} is too small for this structured output "
                        f"(it needs at least {constraint.min_chars})")
@@ -314,13 +348,21 @@ def create_app(checkpoint: str | Path, model_name: str | None = None, device: st
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException):
-        return _error(e.status_code, str(e.detail), None)
+        # FastAPI's only 400 of its own is a body it could not parse (too deeply nested for json, say)
+        return _error(e.status_code, f"request body: {e.detail}" if e.status_code == 400 else str(e.detail), None)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, e: RequestValidationError):
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        return _error(400, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request")
+        return _error(400, _validation_message(e.errors()), "invalid_request")
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, e: Exception):  # still OpenAI-shaped, and one line
+        return _error(500, f"internal error ({type(e).__name__}: {' '.join(str(e).split())[:200]})", None)
+
+    def check_model(req: _Sampling) -> None:
+        if req.model is not None and req.model != name:  # OpenAI's and vLLM's answer: 404 model_not_found
+            raise APIError(f"model: {req.model!r} is not served here; this server serves {name!r}",
+                           status=404, code="model_not_found")
 
     @app.get("/health")
     def health() -> dict:
@@ -333,20 +375,41 @@ def create_app(checkpoint: str | Path, model_name: str | None = None, device: st
 
     @app.post("/v1/chat/completions")
     def chat(req: ChatRequest):
-        prompt = engine.encode([_message(m) for m in req.messages])
+        check_model(req)
+        messages = [_message(m, i) for i, m in enumerate(req.messages)]
+        for i, m in enumerate(messages):  # name the message whose text the vocabulary cannot spell
+            try:
+                engine.encode(m.content)
+            except APIError as e:
+                raise APIError(f"messages[{i}].content: {e}", code=e.code) from None
+        prompt = engine.encode(messages)
         max_new, constraint = _prepare(engine, req, prompt, req.response_format)
         return _respond(engine, req, prompt, constraint, max_new, name, chat=True)
 
     @app.post("/v1/completions")
     def completions(req: CompletionRequest):
+        check_model(req)
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if len(texts) != 1:
-            raise APIError("exactly one prompt per request is supported")
-        prompt = [engine.tok.bos_id, *engine.encode(texts[0])]
+            raise APIError(f"prompt: exactly one prompt per request is supported, got {len(texts)}")
+        try:
+            prompt = engine.encode_completion(texts[0])
+        except APIError as e:
+            raise APIError(f"prompt: {e}", code=e.code) from None
         max_new, constraint = _prepare(engine, req, prompt)
         return _respond(engine, req, prompt, constraint, max_new, name, chat=False)
 
     return app
+
+
+def _validation_message(errors: list[dict]) -> str:
+    """pydantic's first complaint as `field.path: what`; the body itself when it is not a JSON object."""
+    first = errors[0] if errors else {}
+    where = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in first.get("loc", ())[1:]).lstrip(".")
+    msg = first.get("msg", "invalid request")
+    if first.get("type") == "json_invalid":
+        return f"request body: not valid JSON ({(first.get('ctx') or {}).get('error', msg)})"
+    return f"{where or 'request body'}: {msg}"
 
 
 def _error(status: int, message: str, code: str | None) -> JSONResponse:
@@ -368,27 +431,68 @@ def serve_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="evolve serve", description="Serve a checkpoint over the OpenAI API.")
     p.add_argument("checkpoint", help="a checkpoint file, or a run directory (its latest checkpoint)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed)")
     p.add_argument("--engine", choices=("builtin", "vllm"), default="builtin")
     p.add_argument("--model-name", default=None, help="the id clients pass as `model` (default: the run's name)")
     args = p.parse_args(argv)
+    sock = None
     try:
         resolve_checkpoint(args.checkpoint)
         if args.engine == "vllm":
             return _serve_vllm(args)
+        sock = listen(args.host, args.port)
         app = create_app(args.checkpoint, args.model_name)
     except (ConfigError, ImportError) as e:
-        return _fail(str(e))
+        return _fail(str(e), sock)
     except Exception as e:  # torch.load on a file that is no checkpoint can raise anything
-        return _fail(f"{args.checkpoint}: cannot load it as a checkpoint ({type(e).__name__}: {e})")
+        return _fail(f"{args.checkpoint}: cannot load it as a checkpoint ({type(e).__name__}: {e})", sock)
     import uvicorn
 
-    print(f"serving {args.checkpoint} on http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    host, port = sock.getsockname()[:2]
+    print(f"serving {args.checkpoint} on http://{_url_host(host)}:{port}/v1", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
 
 
-def _fail(message: str) -> int:
+def _port(text: str) -> int:
+    """argparse type for --port: a TCP port, so 99999 is a usage error rather than uvicorn's OverflowError."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0..65535)")
+    return port
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything says "serving": a port in use or a host that is not this
+    machine's is one line (ConfigError), not uvicorn's exit 3 after a false start."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError) as e:
+        raise ConfigError(f"--host {host!r}: not an address of this machine ({getattr(e, 'strerror', None) or e}); "
+                          "use 127.0.0.1 (local only) or 0.0.0.0 (all interfaces)") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's backlog; from here a client that read "serving" is queued, not refused
+    except OSError as e:
+        sock.close()
+        hint = "choose another --port" if e.errno == errno.EADDRINUSE else "choose a --host of this machine"
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); {hint}") from None
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _fail(message: str, sock: socket.socket | None = None) -> int:
+    if sock is not None:
+        sock.close()
     print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the message
     return 2
 
@@ -401,6 +505,7 @@ def _serve_vllm(args: argparse.Namespace) -> int:
                        "or use --engine builtin")
     if not torch.cuda.is_available():
         raise ConfigError("--engine vllm needs a CUDA GPU and none is visible; use --engine builtin")
+    listen(args.host, args.port).close()  # vllm binds it itself: this only checks, before the export, that it can
     from trainer.export import export  # only this engine needs it
 
     name = args.model_name or default_model_name(args.checkpoint)

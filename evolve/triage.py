@@ -18,9 +18,13 @@ is `healthy` at NO_EVIDENCE_CONFIDENCE.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import os
 import re
+import stat
 import string
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -29,18 +33,21 @@ from typing import Any
 
 import yaml
 
-from evolve.logscan import LogScan, Signature, scan_path
+from evolve.logscan import EXCERPT, LogScan, Signature, scan_path
 
 PLAYBOOK = Path(__file__).resolve().parents[1] / "playbooks" / "triage.yaml"
 TRAINER_KINDS = ("nan_loss", "grad_explosion", "router_collapse", "entropy_collapse", "reward_collapse",
-                 "host_oom", "config_error", "scaffold_error", "timeout", "crash")
-FOREIGN_KINDS = ("cuda_oom", "dist_timeout", "kl_blowup", "reward_hacking", "logprob_mismatch", "shape_error",
+                 "host_oom", "cuda_oom", "config_error", "scaffold_error", "timeout", "crash")
+FOREIGN_KINDS = ("dist_timeout", "kl_blowup", "reward_hacking", "logprob_mismatch", "shape_error",
                  "import_error", "data_error", "checkpoint_error", "disk_full")
 KINDS = (*TRAINER_KINDS, *FOREIGN_KINDS, "healthy")
 FRAMEWORKS = ("evolve", "verl", "trl", "openrlhf", "deepspeed", "vllm", "torch.distributed")
 NO_EVIDENCE_CONFIDENCE = 0.25
 MAX_INFERRED = 0.99  # 1.0 is reserved for a verdict the run wrote itself
 MAX_EVIDENCE = 5
+MAX_JSON = 1 << 20  # bytes of status.json, or of one metrics line, that triage will parse
+# what a run directory holds that triage reads (the trainer's files, and the campaign launcher's)
+RUN_FILES = ("status.json", "metrics.jsonl", "stdout.log", "stderr.log", "train.log", "launch.log", "launch.json")
 _GENERIC = {"crash": 1, "healthy": 0}  # at equal scores a specific kind beats a catch-all
 
 
@@ -64,6 +71,7 @@ class Remedy:
     text: str
     set: dict[str, Any] = field(default_factory=dict)
     advice: dict[str, str] = field(default_factory=dict)
+    requires: dict[str, str] = field(default_factory=dict)  # config key -> '<op> <value>' for `set` to apply
 
 
 @dataclass
@@ -95,9 +103,13 @@ class Playbook:
 
 
 _KIND_KEYS = {"signatures", "metric_rules", "root_cause", "remedies"}
-_RULE_KEYS = {"keys", "agg", "op", "value", "weight", "min_count", "rising", "falling", "min_change"}
-_REMEDY_KEYS = {"id", "text", "set", "advice", "when"}
+_RULE_KEYS = {"keys", "agg", "op", "value", "weight", "min_count", "rising", "falling", "min_change", "unless"}
+_UNLESS_KEYS = {"keys", "agg", "op", "value", "min_count"}
+_REMEDY_KEYS = {"id", "text", "set", "advice", "when", "requires"}
 _OPS = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__}
+_AGGS = ("last", "max", "min", "mean")
+# `<op> <value>` over a config value: moves' `when` and remedies' `requires` (evaluated by the rules brain)
+CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 
 
 def load_playbook(path: str | Path | None = None) -> Playbook:
@@ -125,17 +137,7 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
                 raise ValueError(f"{where}.signatures: each signature needs a regex and a numeric weight")
             sigs.append(_signature(f"kind:{kind}", s["regex"], float(s["weight"]), f"{where}.signatures"))
         for rule in spec.get("metric_rules", []):
-            _keys(rule, _RULE_KEYS, f"{where}.metric_rules")
-            if "weight" not in rule or not ("keys" in rule) ^ ("rising" in rule and "falling" in rule):
-                raise ValueError(f"{where}.metric_rules: each rule needs a weight and either keys or rising+falling")
-            for key in ("value", "weight", "min_change"):  # YAML 1.1 reads 1.0e4 (no sign) as a string
-                if key in rule and not isinstance(rule[key], (int, float)):
-                    raise ValueError(f"{where}.metric_rules.{key}: {rule[key]!r} is not a number (write 1.0e+4)")
-            if "rising" not in rule and rule.get("op") not in (*_OPS, "nonfinite"):
-                raise ValueError(f"{where}.metric_rules.op: {rule.get('op')!r} is not one of {[*_OPS, 'nonfinite']}")
-            if rule.get("agg", "last") not in ("last", "max", "min", "mean"):
-                raise ValueError(f"{where}.metric_rules.agg: {rule['agg']!r} is not last, max, min or mean")
-            metric_keys += rule.get("keys", []) + rule.get("rising", []) + rule.get("falling", [])
+            metric_keys += _check_rule(rule, f"{where}.metric_rules")
         if isinstance(spec.get("root_cause"), str):
             spec["root_cause"] = [spec["root_cause"]]
         if not spec.get("root_cause"):
@@ -145,7 +147,43 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
             _keys(r.get("advice") or {}, set(FRAMEWORKS), f"{where}.remedies.{r.get('id')}.advice")
             if not r.get("id") or not r.get("text"):
                 raise ValueError(f"{where}.remedies: each remedy needs an id and a text")
+            requires = r.get("requires") or {}
+            if not isinstance(requires, dict) or not all(CONDITION.match(str(c)) for c in requires.values()):
+                raise ValueError(f"{where}.remedies.{r['id']}.requires: expected {{config key: '<op> <value>'}}, "
+                                 f"got {requires!r}")
     return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)))
+
+
+def _check_rule(rule: Any, where: str) -> list[str]:
+    """Validate one metric rule (and its `unless` guards); return every metric key it reads."""
+    _keys(rule, _RULE_KEYS, where)
+    if "weight" not in rule or not ("keys" in rule) ^ ("rising" in rule and "falling" in rule):
+        raise ValueError(f"{where}: each rule needs a weight and either keys or rising+falling")
+    _numbers(rule, ("value", "weight", "min_change", "min_count"), where)
+    if "rising" not in rule and rule.get("op") not in (*_OPS, "nonfinite"):
+        raise ValueError(f"{where}.op: {rule.get('op')!r} is not one of {[*_OPS, 'nonfinite']}")
+    if rule.get("agg", "last") not in _AGGS:
+        raise ValueError(f"{where}.agg: {rule['agg']!r} is not last, max, min or mean")
+    read = rule.get("keys", []) + rule.get("rising", []) + rule.get("falling", [])
+    guards = rule.get("unless", [])
+    for guard in guards if isinstance(guards, list) else [guards]:
+        # a guard names what a healthy run of this shape also shows (a high reward): then the rule is quiet
+        _keys(guard, _UNLESS_KEYS, f"{where}.unless")
+        if not isinstance(guard.get("keys"), list) or not guard["keys"] or guard.get("op") not in _OPS \
+                or "value" not in guard:
+            raise ValueError(f"{where}.unless: each guard needs keys (a list), op (one of {list(_OPS)}) and a value, "
+                             f"e.g. {{keys: [train/reward], agg: last, op: '>=', value: 0.5}}")
+        _numbers(guard, ("value", "min_count"), f"{where}.unless")
+        if guard.get("agg", "last") not in _AGGS:
+            raise ValueError(f"{where}.unless.agg: {guard['agg']!r} is not last, max, min or mean")
+        read += guard["keys"]
+    return read
+
+
+def _numbers(mapping: dict, names: tuple[str, ...], where: str) -> None:
+    for key in names:  # YAML 1.1 reads 1.0e4 (no sign) as a string
+        if key in mapping and (not isinstance(mapping[key], (int, float)) or isinstance(mapping[key], bool)):
+            raise ValueError(f"{where}.{key}: {mapping[key]!r} is not a number (write 1.0e+4)")
 
 
 def _keys(mapping: Any, allowed: set[str], where: str) -> None:
@@ -175,77 +213,225 @@ def triage(target: str, playbook: Playbook | None = None) -> Diagnosis:
         raise TargetNotFound(f"{target}: no such file or directory")
     if path.is_dir():
         return _triage_run_dir(path, book)
+    _regular(path)
     scan = book.scanner()
     scan_path(scan, path)
     return _diagnose(book, scan, verdict=None)
 
 
+def _regular(path: Path) -> None:
+    """Refuse a FIFO, a device or a socket at once: reading one can block forever or never end."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ValueError(f"{path}: not a regular file (a FIFO, device or socket); pass a log file or a run directory")
+
+
 def _triage_run_dir(run_dir: Path, book: Playbook) -> Diagnosis:
-    scan = book.scanner()
-    scan.log_metrics = not (run_dir / "metrics.jsonl").is_file()
+    """Everything in a run directory is the run's output, so untrusted: a file that is not what the
+    trainer writes becomes evidence (and `crash` when nothing else explains the run), never an exception."""
+    scan, malformed = book.scanner(), []
+    files = {name: run_dir / name for name in RUN_FILES}
+    for path in files.values():  # a FIFO named stdout.log would hang the scan
+        if path.exists() and not path.is_file():
+            malformed.append(Evidence(str(path), None, "not a regular file; skipped"))
+    have = {name for name, path in files.items() if path.is_file()}
+    scan.log_metrics = "metrics.jsonl" not in have
     # launch.log is the campaign launcher's copy of the run's output; the trainer's stdout.log has the same
     # lines, and reading both would count every signature twice
-    logs = ("stdout.log", "stderr.log", "train.log") if (run_dir / "stdout.log").is_file() else (
+    logs = ("stdout.log", "stderr.log", "train.log") if "stdout.log" in have else (
         "launch.log", "stderr.log", "train.log")
     for name in logs:
-        if (run_dir / name).is_file():
-            scan_path(scan, run_dir / name)
-    if (run_dir / "metrics.jsonl").is_file():
-        _read_metrics(scan, run_dir / "metrics.jsonl", str(run_dir / "metrics.jsonl"))
-    status_file = run_dir / "status.json"
-    if not status_file.is_file():
-        return _diagnose(book, scan, *_launch_verdict(run_dir))
-    status = json.loads(status_file.read_text())
+        if name in have:
+            _guarded(malformed, files[name], lambda p: scan_path(scan, p))
+    if "metrics.jsonl" in have:
+        _guarded(malformed, files["metrics.jsonl"],
+                 lambda p: malformed.extend(_read_metrics(scan, p, str(p))))
+    if "status.json" not in have:
+        verdict, facts, note = _launch_verdict(files["launch.json"]) if "launch.json" in have else (None, {}, None)
+        return _diagnose(book, scan, verdict, facts, note, malformed=malformed)
+    status, problem = _read_status(files["status.json"])
+    if problem:
+        malformed.insert(0, Evidence(str(files["status.json"]), None, f"malformed: {problem}"))
+        return _diagnose(book, scan, None, malformed=malformed)
     failure = status.get("failure") or {}
-    verdict = failure.get("kind") if status.get("status") == "failed" else "healthy"
+    verdict = failure.get("kind") if status["status"] == "failed" else "healthy"
     facts = {k: v for k, v in (("step", failure.get("step")), ("message", failure.get("message"))) if v is not None}
-    text = f"status={status.get('status')}" + (f" failure.kind={verdict}" if failure else "")
+    text = f"status={status['status']}" + (f" failure.kind={verdict}" if failure else "")
     text += f" (step {facts['step']})" if "step" in facts else ""
-    text += f": {str(facts['message']).splitlines()[0]}" if facts.get("message") else ""
-    return _diagnose(book, scan, verdict, facts, Evidence(str(status_file), None, text), "evolve")
+    text += f": {str(facts['message']).splitlines()[0][:EXCERPT]}" if str(facts.get("message", "")).strip() else ""
+    return _diagnose(book, scan, verdict, facts, Evidence(str(files["status.json"]), None, text), "evolve",
+                     malformed=malformed)
 
 
-def _launch_verdict(run_dir: Path) -> tuple[str | None, dict, Evidence | None]:
+def _guarded(malformed: list[Evidence], path: Path, read) -> None:
+    try:
+        read(path)
+    except OSError as e:  # unreadable (permissions, I/O error): say so, read the rest
+        malformed.append(Evidence(str(path), None, f"cannot read it ({e.strerror or e})"))
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """(value, None), or (None, what is wrong) for a file that is not UTF-8 JSON of a sane size."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON + 1)
+    except OSError as e:
+        return None, f"cannot read it ({e.strerror or e})"
+    if len(data) > MAX_JSON:
+        return None, f"larger than {MAX_JSON} bytes"
+    try:
+        return json.loads(data.decode("utf-8")), None
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"
+    except ValueError as e:  # JSONDecodeError, and integers too long to convert
+        return None, f"not valid JSON ({' '.join(str(e).split())[:200]})"
+    except RecursionError:
+        return None, "not valid JSON (nested too deeply)"
+
+
+def _read_status(path: Path) -> tuple[dict, str | None]:
+    """status.json as the trainer writes it (trainer/rundir.py), or what about it is not."""
+    status, problem = _read_json(path)
+    if problem:
+        return {}, problem
+    if not isinstance(status, dict):
+        return {}, f"expected a JSON object, got {type(status).__name__}"
+    if status.get("status") not in ("succeeded", "failed"):
+        return {}, f"status is {status.get('status')!r}, not 'succeeded' or 'failed'"
+    failure = status.get("failure")
+    if failure is not None and not isinstance(failure, dict):
+        return {}, f"failure is a {type(failure).__name__}, not an object or null"
+    if failure and not isinstance(failure.get("kind"), str):
+        return {}, f"failure.kind is {failure.get('kind')!r}, not a string"
+    if not isinstance(status.get("summary", {}), dict):
+        return {}, f"summary is a {type(status['summary']).__name__}, not an object"
+    return status, None
+
+
+def _launch_verdict(path: Path) -> tuple[str | None, dict, Evidence | None]:
     """What the campaign launcher saw (launch.json), for a run that died before writing status.json:
     the wall-clock timeout is a fact, not an inference from the log."""
-    path = run_dir / "launch.json"
-    try:
-        launch = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    launch, problem = _read_json(path)
+    if problem or not isinstance(launch, dict) or launch.get("timed_out") is not True:
         return None, {}, None
-    if launch.get("timed_out"):
-        text = f"timed_out=true after {launch.get('wall_s', 0):.0f}s (the launcher's per-run timeout)"
-        return "timeout", {"message": text}, Evidence(str(path), None, text)
-    return None, {}, None
+    wall = launch.get("wall_s")
+    after = f" after {wall:.0f}s" if isinstance(wall, (int, float)) and math.isfinite(wall) else ""
+    text = f"timed_out=true{after} (the launcher's per-run timeout)"
+    return "timeout", {"message": text}, Evidence(str(path), None, text)
 
 
-def _read_metrics(scan: LogScan, path: Path, source: str) -> None:
-    with open(path) as f:
-        for number, raw in enumerate(f, 1):  # streamed: a long run's metrics can be large too
+def _read_metrics(scan: LogScan, path: Path, source: str) -> list[Evidence]:
+    """Stream metrics.jsonl into `scan`; return evidence about lines that are not JSON objects. A torn
+    last line is what a killed run leaves, and is not reported."""
+    bad: list[tuple[int, str]] = []
+    number = 0
+    with open(path, "rb") as f:
+        while raw := f.readline(MAX_JSON):  # streamed and bounded: a long run's metrics can be large too
+            number += 1
+            if len(raw) == MAX_JSON and not raw.endswith(b"\n"):
+                bad.append((number, f"longer than {MAX_JSON} bytes"))
+                while (rest := f.readline(MAX_JSON)) and not rest.endswith(b"\n"):
+                    pass
+                continue
+            if not raw.strip():
+                continue
             try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed run
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad.append((number, "not UTF-8"))
+                continue
+            except (ValueError, RecursionError):  # JSONDecodeError, integers too long to convert
+                bad.append((number, "not JSON"))
+                continue
             if isinstance(record, dict):
                 scan.add_record(record, number, source)
+            else:
+                bad.append((number, f"a JSON {type(record).__name__}, not an object"))
+    if not bad or bad == [(number, "not JSON")]:
+        return []
+    (line, why), more = bad[0], f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return [Evidence(source, line, f"malformed line: {why}{more}")]
+
+
+# MLflow's own defaults retry an unreachable server for minutes (7 retries with backoff, 120 s timeouts);
+# triage is a quick read, so it asks once and gives up in seconds
+_QUICK_MLFLOW = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+@contextlib.contextmanager
+def _quiet_quick_mlflow():
+    """MLflow's request settings made quick, and its (and alembic's) INFO lines silenced, for the duration."""
+    saved_env = {k: os.environ.get(k) for k in _QUICK_MLFLOW}
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    saved_levels = [lg.level for lg in loggers]
+    os.environ.update(_QUICK_MLFLOW)
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for lg, level in zip(loggers, saved_levels, strict=True):
+            lg.setLevel(level)
+
+
+def _existing_store(uri: str, run_id: str) -> None:
+    """A read-only command creates nothing: MLflow would make an empty database (or mlruns/ folder) for a
+    local store that is not there, and then say the run does not exist."""
+    scheme = uri.partition(":")[0] if "://" in uri else ""
+    hint = "set MLFLOW_TRACKING_URI to the store the run was logged to"
+    if scheme == "sqlite":
+        where = uri.removeprefix("sqlite://").split("?")[0]
+        where = where[1:] if where.startswith("/") else where  # sqlite:///rel and sqlite:////abs
+        if not where or not Path(where).is_file():
+            raise TargetNotFound(f"mlflow:{run_id}: no MLflow database at {where or '(memory)'} "
+                                 f"(tracking URI {uri}); {hint}")
+    elif scheme in ("", "file"):
+        where = uri.removeprefix("file://") if scheme else uri
+        if not Path(where).is_dir():
+            raise TargetNotFound(f"mlflow:{run_id}: no MLflow store at {where} (tracking URI {uri}); {hint}")
 
 
 def _triage_mlflow(run_id: str, book: Playbook) -> Diagnosis:
     """An MLflow run: tags give the trainer's verdict; text artifacts and metric history the evidence.
     (MLflow returns a metric's history as one list, so only the rule keys' histories are fetched.)"""
-    from mlflow.exceptions import MlflowException  # slow to import: only MLflow targets pay for it
-    from mlflow.tracking import MlflowClient
-
     from evolve.tracking import resolve_uri
 
-    # explicit: another component may have called mlflow.set_tracking_uri in this process, and that
-    # process-wide setting would otherwise win over the environment the user (or a campaign) set
-    client = MlflowClient(resolve_uri())
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise TargetNotFound(f"mlflow:{run_id}: no such MLflow run") from None
-    source, scan = f"mlflow:{run_id}", book.scanner()
+    uri = resolve_uri()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id):
+        raise ValueError(f"mlflow:{run_id}: not an MLflow run id (letters, digits, _ or -), e.g. mlflow:3f2a9c...")
+    _existing_store(uri, run_id)
+    with _quiet_quick_mlflow():
+        from mlflow.exceptions import MlflowException  # slow to import: only MLflow targets pay for it
+        from mlflow.tracking import MlflowClient
+
+        try:
+            # explicit: another component may have called mlflow.set_tracking_uri in this process, and that
+            # process-wide setting would otherwise win over the environment the user (or a campaign) set
+            client = MlflowClient(uri)
+            run = client.get_run(run_id)
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise TargetNotFound(f"mlflow:{run_id}: no such MLflow run in {uri}") from None
+            if "Max retries exceeded" in str(e) or "timed out" in str(e):  # requests' words for no answer
+                raise ValueError(f"mlflow:{run_id}: no answer from the tracking server {uri}; is it running "
+                                 "and is MLFLOW_TRACKING_URI right?") from None
+            raise ValueError(f"mlflow:{run_id}: cannot read {uri} ({_first_line_of(e)})") from None
+        except Exception as e:  # a corrupt database, a refused connection: the store's trouble, in one line
+            raise ValueError(f"mlflow:{run_id}: cannot read {uri} ({type(e).__name__}: {_first_line_of(e)})") from None
+        return _diagnose_mlflow(client, run, run_id, book)
+
+
+def _first_line_of(e: Exception) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def _diagnose_mlflow(client, run, run_id: str, book: Playbook) -> Diagnosis:
+    source, scan, malformed = f"mlflow:{run_id}", book.scanner(), []
     with tempfile.TemporaryDirectory() as tmp:
         names = [a.path for a in client.list_artifacts(run_id) if not a.is_dir]
         scan.log_metrics = not run.data.metrics and "metrics.jsonl" not in names
@@ -253,7 +439,7 @@ def _triage_mlflow(run_id: str, book: Playbook) -> Diagnosis:
             if name.endswith((".log", ".txt")) or name == "metrics.jsonl":
                 local = Path(client.download_artifacts(run_id, name, tmp))
                 if name == "metrics.jsonl":
-                    _read_metrics(scan, local, f"{source}/{name}")
+                    malformed += _read_metrics(scan, local, f"{source}/{name}")
                 else:
                     scan_path(scan, local, f"{source}/{name}")
         if "metrics.jsonl" not in names:
@@ -264,7 +450,8 @@ def _triage_mlflow(run_id: str, book: Playbook) -> Diagnosis:
     status, kind = tags.get("status"), tags.get("failure_kind")
     verdict = kind if status == "failed" and kind in KINDS else "healthy" if status == "succeeded" else None
     note = Evidence(source, None, f"tags: status={status} failure_kind={kind} (run status {run.info.status})")
-    return _diagnose(book, scan, verdict, {}, note if verdict else None, "evolve" if kind else None)
+    return _diagnose(book, scan, verdict, {}, note if verdict else None, "evolve" if kind else None,
+                     malformed=malformed)
 
 
 # ---------------------------------------------------------------------------------------- weighing
@@ -294,8 +481,11 @@ def _weigh(book: Playbook, scan: LogScan) -> tuple[dict[str, float], Found, dict
 
 
 def _diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | None = None,
-              verdict_evidence: Evidence | None = None, framework: str | None = None) -> Diagnosis:
-    """Pick the kind (the verdict, else the best score), then gather its evidence, root cause and remedies."""
+              verdict_evidence: Evidence | None = None, framework: str | None = None,
+              malformed: list[Evidence] = ()) -> Diagnosis:
+    """Pick the kind (the verdict, else the best score), then gather its evidence, root cause and remedies.
+    `malformed` names run output that is not what the trainer writes: evidence, and `crash` when nothing
+    else explains the run (output the trainer could not have written means it did not finish normally)."""
     facts = facts or {}
     scores, found, from_rules = _weigh(book, scan)
     if verdict == "healthy":  # a run that says it succeeded can still be sick in its metrics (reward hacking)
@@ -310,9 +500,9 @@ def _diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | 
     elif s1 > 0:
         kind, confidence = ranked[0], min(MAX_INFERRED, (1 - math.exp(-s1 / 2)) * s1 / (s1 + s2))
     else:
-        kind, confidence = "healthy", NO_EVIDENCE_CONFIDENCE
+        kind, confidence = "crash" if malformed else "healthy", NO_EVIDENCE_CONFIDENCE
     items = sorted(found[kind], key=lambda t: (-t[0], t[1].line if t[1].line is not None else math.inf))
-    evidence = [verdict_evidence] if verdict_evidence else []
+    evidence = ([verdict_evidence] if verdict_evidence else []) + list(malformed)
     for _, e, _ in items:  # two signatures on one line are one piece of evidence
         if not any((e.source, e.line, e.text) == (o.source, o.line, o.text) for o in evidence):
             evidence.append(e)
@@ -336,7 +526,16 @@ def _first_line(found: list[tuple[float, Evidence, dict]]) -> int:
 
 
 def _rule(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
-    """Evaluate one metric rule; on firing return its evidence and the fields it offers root_cause."""
+    """Evaluate one metric rule; on firing return its evidence and the fields it offers root_cause.
+    A rule whose `unless` guard holds stays quiet: low entropy in a policy that also scores is convergence,
+    not collapse."""
+    fired = _fires(rule, scan)
+    if fired is None or any(_holds(g, scan) for g in _guards(rule)):
+        return None
+    return fired
+
+
+def _fires(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
     need = rule.get("min_count", 2)
     if "rising" in rule:
         up, down = scan.find_series(rule["rising"], need), scan.find_series(rule["falling"], need)
@@ -350,24 +549,42 @@ def _rule(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
         rise, fall = f"{uk} rose {u0:.3g} → {u1:.3g}", f"{dk} fell {d0:.3g} → {d1:.3g}"
         ev = Evidence(scan.series_source[dk], ds.last_line, f"{rise} while {fall}")
         return ev, {"rise": rise, "fall": fall, "key": uk, "value": f"{u1:.3g}", "line": ds.last_line}
-    found = scan.find_series(rule["keys"], need)
-    if not found:
-        return None
-    key, s = found
     if rule["op"] == "nonfinite":
-        if not s.nonfinite:
+        found = scan.find_series(rule["keys"], need)
+        if not found or not found[1].nonfinite:
             return None
+        key, s = found
         return (Evidence(scan.series_source[key], s.nonfinite_line, f"{key} is non-finite ({s.nonfinite} values)"),
                 {"key": key, "value": "nan", "line": s.nonfinite_line})
-    if not s.n:
+    compared = _compare(rule, scan, need)
+    if compared is None:
         return None
-    agg = rule.get("agg", "last")
+    key, agg, value, line, n = compared
+    text = f"{key} {agg} = {value:.4g} {rule['op']} {rule['value']:g} (over {n} values)"
+    return Evidence(scan.series_source[key], line, text), {"key": key, "value": f"{value:.4g}", "line": line}
+
+
+def _guards(rule: dict) -> list[dict]:
+    guards = rule.get("unless") or []
+    return guards if isinstance(guards, list) else [guards]
+
+
+def _holds(guard: dict, scan: LogScan) -> bool:
+    return _compare(guard, scan, guard.get("min_count", 1)) is not None
+
+
+def _compare(cond: dict, scan: LogScan, need: int) -> tuple[str, str, float, int | None, int] | None:
+    """`agg(first series of cond's keys) op value`: (key, agg, value, line, count) when it holds, else None."""
+    found = scan.find_series(cond["keys"], need)
+    if not found or not found[1].n:
+        return None
+    key, s = found
+    agg = cond.get("agg", "last")
     value, line = {"last": (s.last, s.last_line), "max": (s.max, s.max_line), "min": (s.min, s.min_line),
                    "mean": (s.total / s.n, s.last_line)}[agg]
-    if not math.isfinite(value) or not _OPS[rule["op"]](float(value), float(rule["value"])):
+    if not math.isfinite(value) or not _OPS[cond["op"]](float(value), float(cond["value"])):
         return None
-    text = f"{key} {agg} = {value:.4g} {rule['op']} {rule['value']:g} (over {s.n} values)"
-    return Evidence(scan.series_source[key], line, text), {"key": key, "value": f"{value:.4g}", "line": line}
+    return key, agg, value, line, s.n
 
 
 def _root_cause(templates: list[str], fields: dict, kind: str, evidence: list[Evidence]) -> str:
@@ -384,7 +601,8 @@ def _remedies(specs: list[dict], context: str) -> list[Remedy]:
     remedy whose `when` does not match is left out."""
     chosen = [s for s in specs if s.get("when") and re.search(s["when"], context)]
     chosen += [s for s in specs if not s.get("when")]
-    return [Remedy(s["id"], s["text"], dict(s.get("set") or {}), dict(s.get("advice") or {})) for s in chosen]
+    return [Remedy(s["id"], s["text"], dict(s.get("set") or {}), dict(s.get("advice") or {}),
+                   {k: str(v) for k, v in (s.get("requires") or {}).items()}) for s in chosen]
 
 
 def _framework(book: Playbook, scan: LogScan) -> str | None:
@@ -416,4 +634,6 @@ def format_text(d: Diagnosis) -> str:
 
 
 def _yaml_value(v: Any) -> str:
+    if isinstance(v, str) and v[:1] in ("*", "+") and v[1:]:  # relative to the run's config: say so, not '*2'
+        return f"<current {'×' if v[0] == '*' else '+'} {v[1:]}>"
     return "''" if v == "" else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()

@@ -74,3 +74,43 @@ def test_cli_refuses_to_overwrite_an_existing_run(tmp_path):
     proc = run_trainer("--config", str(TEMPLATES / "rl-default/config.yaml"), "--run-dir", str(run_dir))
     assert proc.returncode == 2 and "already holds a run" in proc.stderr
     assert (run_dir / "metrics.jsonl").read_text() == '{"step": 1}\n'
+
+
+def test_yaml_merge_keys_may_be_overridden_but_a_repeated_key_may_not(tmp_path):
+    # the strict loader refuses `lr` twice (PyYAML would keep the last silently), but `<<: *base` then an
+    # explicit key is YAML's own way to override, and stays allowed
+    cfg = load_config(write(tmp_path, "rl:\n  <<: {lr: 1.0e-3, group_size: 4}\n  group_size: 16\n"))
+    assert cfg.rl.lr == 1e-3 and cfg.rl.group_size == 16
+    with pytest.raises(ConfigError, match=r"line 3: duplicate key 'group_size' \(first given on line 2\)"):
+        load_config(write(tmp_path, "rl:\n  group_size: 4\n  group_size: 16\n"))
+
+
+def test_the_campaign_spec_shares_the_strict_reader(tmp_path):
+    from evolve.spec import SpecError, load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: a\nname: b\n")
+    with pytest.raises(SpecError, match=r"spec\.yaml: line 2: duplicate key 'name'"):
+        load_spec(spec)
+    spec.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(SpecError, match=r"spec\.yaml: line 1: byte 0xe9 is not UTF-8"):
+        load_spec(spec)
+
+
+def test_a_config_error_never_writes_into_a_run_dir_that_holds_a_run(tmp_path):
+    """The run-dir contract (status.json, also for a config error) holds in a directory made for this run,
+    as the campaign launcher makes it; a directory that already holds a run is the user's and is not touched."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')  # a run killed before it wrote status.json
+    proc = run_trainer("--config", str(TEMPLATES / "rl-default/config.yaml"), "--run-dir", str(run_dir),
+                       "--set", "run.threads=-1")
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl"]  # no status.json written into it
+    fresh = tmp_path / "launched"
+    fresh.mkdir()
+    (fresh / "launch.log").write_text("")
+    proc = run_trainer("--config", str(TEMPLATES / "rl-default/config.yaml"), "--run-dir", str(fresh),
+                       "--set", "run.threads=-1")
+    assert proc.returncode == 2
+    assert json.loads((fresh / "status.json").read_text())["failure"]["kind"] == "config_error"

@@ -2,7 +2,8 @@
 
 Parity acceptance: transformers' MiniMaxM2ForCausalLM loads the export with no missing or unexpected
 keys, gives the same logits (fp32, <= 1e-4) and the same greedy continuation, and AutoTokenizer encodes,
-decodes and chat-renders to exactly our ids.
+decodes and chat-renders to exactly our ids; a raw prompt encodes (bos first) and completes greedily exactly
+as `evolve serve`'s /v1/completions does.
 """
 
 from __future__ import annotations
@@ -126,9 +127,10 @@ def test_auto_tokenizer_encodes_and_decodes_exactly_like_ours(exported):
     assert set(every_char) == set(string.printable) - set("\t\r\x0b\x0c")
     for text in ["", "hello world", every_char, "  two  spaces  ", "a\n\nb\n", " . , ! ? 's n't", "12+30=42"]:
         ids = tok.encode(text)
-        assert hf_tok.encode(text) == ids, text
-        assert hf_tok(text)["input_ids"] == ids, text
+        assert hf_tok.encode(text, add_special_tokens=False) == ids, text
+        assert hf_tok(text)["input_ids"] == [tok.bos_id, *ids], text  # plain text starts as training did
         assert hf_tok.decode(ids) == text
+        assert hf_tok.decode(hf_tok.encode(text), skip_special_tokens=True) == text
     rendered = tok.render(MESSAGES)
     assert hf_tok.decode(rendered) == tok.decode(rendered, skip_special=False)
     assert hf_tok.decode(rendered, skip_special_tokens=True) == tok.decode(rendered)
@@ -146,6 +148,55 @@ def test_chat_template_renders_our_prompt_and_conversation(exported):
         assert list(whole) == tok.render(ours)
     with pytest.raises(Exception, match="unknown message role"):
         hf_tok.apply_chat_template([{"role": "robot", "content": "hi"}], tokenize=False)
+
+
+RAW_PROMPTS = ["12+30=", "", "Once upon a time", "  two  spaces \n", "".join(map(chr, range(32, 127)))]
+
+
+def test_a_raw_prompt_and_a_chat_encode_to_the_ids_evolve_serve_uses(exported):
+    # regression: the export added no <|bos|> to plain text, while /v1/completions puts it first
+    from evolve.serve import Engine
+
+    model, _, _, out = exported
+    tok, hf_tok, engine = get_tokenizer(), transformers.AutoTokenizer.from_pretrained(out), Engine(model)
+    for text in RAW_PROMPTS:
+        assert hf_tok(text)["input_ids"] == hf_tok.encode(text) == engine.encode_completion(text), text
+    assert engine.encode_completion("12+30=")[0] == tok.bos_id  # and the model never saw a sequence without it
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["add_bos_token"] is True and config["bos_token"] == "<|bos|>"
+    # chat gets one bos, not two: transformers tokenises the template's text without special tokens, as vLLM does
+    convo = [{"role": m.role, "content": m.content} for m in MESSAGES]
+    text = hf_tok.apply_chat_template(convo, add_generation_prompt=True, tokenize=False)
+    ours = engine.encode(list(MESSAGES))
+    assert ours == tok.render_prompt(MESSAGES) and ours.count(tok.bos_id) == 1
+    assert list(hf_tok.apply_chat_template(convo, add_generation_prompt=True, tokenize=True, return_dict=False)) == \
+           hf_tok(text, add_special_tokens=False)["input_ids"] == ours
+
+
+def test_greedy_completions_of_a_raw_prompt_match_evolve_serve(exported, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from evolve.serve import create_app
+
+    _, hf, _, out = exported
+    tok, hf_tok = get_tokenizer(), transformers.AutoTokenizer.from_pretrained(out)
+    client = TestClient(create_app(out.parent / "policy.pt", model_name="m", device="cpu"))
+    # the server samples characters and eos only; a transformers user asks the same with suppress_tokens
+    never = [i for i in range(tok.vocab_size) if not tok.is_character(i) and i != tok.eos_id]
+    distinct = set()
+    for text in RAW_PROMPTS[:4]:
+        served = client.post("/v1/completions", json={"model": "m", "prompt": text, "max_tokens": 24,
+                                                      "temperature": 0}).json()
+        batch = hf_tok(text, return_tensors="pt")
+        with torch.no_grad():
+            ids = hf.generate(**batch, do_sample=False, max_new_tokens=24, suppress_tokens=never,
+                              pad_token_id=tok.pad_id)[0, batch["input_ids"].shape[1]:].tolist()
+        if tok.eos_id in ids:
+            ids = ids[: ids.index(tok.eos_id)]
+        assert served["usage"]["prompt_tokens"] == batch["input_ids"].shape[1], text
+        assert served["choices"][0]["text"] == hf_tok.decode(ids, skip_special_tokens=True), text
+        distinct.add(served["choices"][0]["text"])
+    assert len(distinct) > 1 and all(distinct)  # non-trivial continuations that depend on the prompt
 
 
 def test_export_refuses_a_non_empty_unrelated_directory(tmp_path, capsys):
@@ -172,3 +223,23 @@ def test_run_directory_resolves_to_its_latest_checkpoint_and_reexport_is_allowed
     tensors = safetensors_torch.load_file(out / "model.safetensors")
     assert torch.equal(tensors["lm_head.weight"], latest.lm_head.weight)
     assert export_main([str(run), str(out)]) == 0  # a previous export may be overwritten
+
+
+def test_a_write_that_fails_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    """Regression (issue 10): an output folder that could not be written gave a traceback and a half-made
+    export. A failing write (the disk filling up, mocked: it cannot be made to happen here) is one line,
+    and the folders this export created are removed again."""
+    save_checkpoint(random_model(0), tmp_path / "policy.pt")
+
+    def disk_full(*_args, **_kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors_torch, "save_file", disk_full)
+    assert export_main([str(tmp_path / "policy.pt"), str(tmp_path / "new" / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "No space left on device" in err
+    assert not (tmp_path / "new").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert export_main([str(tmp_path / "policy.pt"), str(empty)]) == 2
+    assert empty.is_dir() and list(empty.iterdir()) == []  # the user's folder stays, and stays empty

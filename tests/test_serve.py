@@ -270,3 +270,24 @@ def test_vllm_engine_without_vllm_exits_2_with_one_line(checkpoint):
     r = _evolve_serve(str(checkpoint), "--engine", "vllm", env={"PATH": ""})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("error:") and "vllm" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_the_serving_line_is_printed_only_once_the_port_is_bound_and_it_is_true(checkpoint):
+    """Regression (issue 10): a port in use exited 3 *after* printing "serving ... on". Now the socket is bound
+    first (a busy port is one line, exit 2), and the printed address answers at once; --port 0 picks one."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = _evolve_serve(str(checkpoint), "--port", str(busy.getsockname()[1]))
+    assert r.returncode == 2 and r.stdout == "" and "Address already in use" in r.stderr
+    assert r.stderr.count("\n") == 1
+    proc = _evolve_serve(str(checkpoint), "--port", "0", background=True, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" on ")[1].strip()
+        assert line.startswith("serving ") and not url.endswith(":0/v1"), line
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

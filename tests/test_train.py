@@ -132,3 +132,38 @@ def test_merged_and_naive_rl_updates_give_the_same_loss_and_gradient_norm(tmp_pa
     assert results[True]["train/loss"] == pytest.approx(results[False]["train/loss"], rel=1e-5)
     assert results[True]["train/grad_norm"] == pytest.approx(results[False]["train/grad_norm"], rel=1e-5)
     assert results[False]["perf/merge_ratio"] == 1.0 and results[True]["perf/merge_ratio"] > 3
+
+
+# the GPU running out of memory in the middle of training, as torch reports it; patched in at import, so it is
+# raised by the trainer's own forward, not by a hook (whose errors are scaffold_error)
+CUDA_OOM_SCAFFOLD = '''
+import torch
+from trainer.model import MoETransformer
+
+def forward(self, *args, **kwargs):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+                                 "of 79.19 GiB of which 1.06 GiB is free.")
+MoETransformer.forward = forward
+'''
+
+
+def test_a_gpu_out_of_memory_error_is_reported_as_cuda_oom(tmp_path):
+    # regression: torch.OutOfMemoryError was mapped to host_oom, whose remedies are about host RAM
+    scaffold = tmp_path / "scaffold.py"
+    scaffold.write_text(CUDA_OOM_SCAFFOLD)
+    run_dir = tmp_path / "run"
+    proc = run_trainer("--config", str(TEMPLATES / "rl-default/config.yaml"), "--run-dir", str(run_dir),
+                       "--scaffold", str(scaffold), *SMOKE)
+    assert proc.returncode == 1, proc.stderr
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["failure"]["kind"] == "cuda_oom", status["failure"]
+    assert status["failure"]["message"].startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "failure_kind: cuda_oom" in (run_dir / "stdout.log").read_text()
+
+    from evolve.triage import triage
+
+    diagnosis = triage(str(run_dir))
+    assert (diagnosis.kind, diagnosis.confidence) == ("cuda_oom", 1.0)
+    assert "2.00 GiB" in diagnosis.root_cause
+    # a remedy the in-repo trainer can act on comes first
+    assert diagnosis.remedies[0].set == {"rl.prompts_per_step": 32}

@@ -41,9 +41,19 @@ def test_playbook_has_exactly_the_closed_vocabulary_and_covers_the_trainers_kind
 
 @pytest.mark.parametrize("kind", TRAINER_KINDS)
 def test_every_trainer_kind_has_remedies_whose_overrides_the_trainer_accepts(kind):
+    from evolve.brains.rules import ConfigView
+
     remedies = load_playbook().kinds[kind]["remedies"]
     assert remedies
-    overrides = [f"{k}={'' if v == '' else json.dumps(v)}" for r in remedies for k, v in (r.get("set") or {}).items()]
+    defaults = ConfigView({})
+    overrides = []
+    for r in remedies:
+        for key in r.get("requires") or {}:
+            assert defaults.get(key) is not None, f"{r['id']}.requires: {key} is not a trainer config key"
+        changes = defaults.resolve(r.get("set") or {}, "config.yaml")  # "*2" against the defaults
+        assert changes is not None, f"{r['id']}: a relative value on a key that is not a number"
+        for change in changes:
+            overrides.append(f"{change.key}={'' if change.value == '' else json.dumps(change.value)}")
     load_config(None, overrides)  # raises ConfigError on an unknown key or a bad value
 
 
@@ -238,11 +248,41 @@ def test_mlflow_run_is_triaged_from_its_tags_metrics_and_log_artifact(tmp_path, 
         triage("mlflow:0123456789abcdef0123456789abcdef")
 
 
+def test_mlflow_triage_is_read_only_and_quiet(tmp_path):
+    """Regression (issue 10): `evolve triage mlflow:<id>` printed alembic/MLflow INFO lines, and against a
+    database path that did not exist it created one (then said the run did not exist)."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    client = MlflowClient(f"sqlite:///{db}")
+    run_id = client.create_run(client.create_experiment("quiet")).info.run_id
+    client.set_tag(run_id, "status", "succeeded")
+    client.set_terminated(run_id)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    before = db.stat().st_size, db.stat().st_mtime_ns
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    proc = subprocess.run([sys.executable, "-m", "evolve.cli", "triage", f"mlflow:{run_id}"], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("kind: healthy"), proc.stderr
+    assert proc.stderr == ""
+    assert (db.stat().st_size, db.stat().st_mtime_ns) == before and list(cwd.iterdir()) == []
+    proc = subprocess.run([sys.executable, "-m", "evolve.cli", "triage", f"mlflow:{run_id}"], capture_output=True,
+                          text=True, cwd=cwd, env={**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: mlflow:") and "no MLflow database" in proc.stderr
+    assert list(cwd.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------------- slow
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", FAILURE_KINDS)
 def test_trainer_fault_run_dir_is_triaged_as_its_kind(tmp_path, kind):
+    import torch
+
+    if kind == "cuda_oom" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU; tests/test_train.py triages a CPU run that raises torch.OutOfMemoryError")
     # the same launch as tests/test_faults.py, so the run directory is the one the trainer really leaves
     run_dir = tmp_path / kind
     run_trainer("--config", str(TEMPLATES / "faults" / kind / "config.yaml"), "--run-dir", str(run_dir),
@@ -277,3 +317,95 @@ def test_a_1gb_log_is_triaged_in_bounded_memory(tmp_path):
     print(f"1 GB triage: {wall:.1f} s, peak RSS {int(rss_kb) / 1024:.0f} MB")
     assert d["kind"] == "cuda_oom" and d["evidence"][0]["text"].startswith("torch.OutOfMemoryError")
     assert int(rss_kb) < 200 * 1024
+
+
+# ------------------------------------------------------------------------------------- healthy runs stay healthy
+
+def _trainer_run(tmp_path: Path, rl: dict, evals: list[float], sft: dict | None = None, name: str = "run") -> Path:
+    """A succeeded run dir shaped exactly as the trainer writes it: SFT records, RL records (one per step),
+    eval records with the router's share, then the summary status.json."""
+    run = tmp_path / name
+    run.mkdir()
+    records = [{"step": s, "phase": "sft", "train/loss": 1.0 / s, "train/grad_norm": (sft or {}).get("grad_norm", 2.0),
+                "train/lr": 6e-3} for s in range(1, 21)]
+    share = rl.pop("share", 0.3)
+    records += [{"step": 20, "phase": "sft", "eval/accuracy": evals[0], "moe/max_load_share": share,
+                 "moe/bias_abs_max": 0.01}]
+    for k in range(1, 11):
+        records.append({"step": 20 + k, "phase": "rl", "train/loss": 0.01, "train/grad_norm": 0.5,
+                        "train/reward": rl.get("reward", 0.97), "train/raw_reward": rl.get("raw_reward", 0.97),
+                        "train/entropy": rl.get("entropy", 0.5), "train/truncated": 0.0, "train/gen_len": 3.0,
+                        "rl_step": k})
+    records += [{"step": 30, "phase": "rl", "eval/accuracy": e, "moe/max_load_share": share,
+                 "moe/bias_abs_max": 0.01} for e in evals[1:]]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = {"eval_accuracy": evals[-1], "sft_eval_accuracy": evals[0], "steps": 30, "rl_steps": 10}
+    (run / "status.json").write_text(json.dumps({"status": "succeeded", "failure": None, "summary": summary}))
+    (run / "stdout.log").write_text("---\nstatus: succeeded\nfailure_kind: none\n"
+                                    + "".join(f"{k}: {v}\n" for k, v in summary.items()))
+    return run
+
+
+@pytest.mark.parametrize("rl, evals, sft, sick", [
+    # the quickstart's round 3 (issue 10): entropy 0.0005, a converged policy that scores 0.98
+    ({"entropy": 0.0005, "reward": 0.97}, [0.98, 0.984], None, "entropy_collapse"),
+    ({"share": 0.97, "reward": 0.97}, [0.98, 0.984], None, "router_collapse"),
+    ({"reward": 0.97}, [0.98, 0.984], {"grad_norm": 2.0e4}, "grad_explosion"),  # one spike, clipped, still scores
+    ({"reward": -0.1, "raw_reward": 0.9}, [0.9, 0.9], None, "reward_collapse"),  # a shaping penalty, not a collapse
+])
+def test_a_converged_run_that_scores_is_healthy_but_the_same_shape_that_fails_is_not(tmp_path, rl, evals, sft, sick):
+    healthy = triage(str(_trainer_run(tmp_path, dict(rl), evals, sft, "scores")))
+    assert (healthy.kind, healthy.remedies) == ("healthy", []), healthy.evidence
+    # the same metric with the reward and eval low: the rule still fires (a warning on a succeeded run)
+    low = {**rl, "reward": 0.0 if sick == "reward_collapse" else 0.1, "raw_reward": 0.0}
+    assert triage(str(_trainer_run(tmp_path, low, [0.05, 0.1], sft, "wrong"))).kind == sick
+
+
+def test_a_real_converged_trainer_run_with_near_zero_entropy_is_healthy(tmp_path):
+    """Regression (issue 10): near-greedy RL sampling of a policy that already solves its prompts has
+    entropy ~0 and reward ~1. The old rule `train/entropy last < 0.02` called that entropy_collapse."""
+    run_dir = tmp_path / "converged"
+    proc = run_trainer("--config", str(TEMPLATES / "rl-default" / "config.yaml"), "--run-dir", str(run_dir),
+                       "--set", "task.params.addition.max_digits=1", "--set", "sft.steps=100", "--set",
+                       "sft.eval_every=1000", "--set", "rl.steps=5", "--set", "rl.temperature=0.05", "--set",
+                       "rl.prompts_per_step=8", "--set", "task.eval_size=20", "--set", "tracking.enabled=false",
+                       "--set", "run.threads=1", timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    rl = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"rl_step"' in line]
+    assert len(rl) == 5 and rl[-1]["train/entropy"] < 0.02 and rl[-1]["train/reward"] >= 0.5  # the shape at issue
+    d = triage(str(run_dir))
+    assert d.kind == "healthy" and d.remedies == [], d.evidence
+
+
+@pytest.mark.parametrize("guard, named", [
+    ({"keys": ["train/reward"], "op": ">=", "value": 0.5, "agg": "last", "wieght": 1}, "unless.wieght"),
+    ({"keys": "train/reward", "op": ">=", "value": 0.5}, "unless: each guard needs keys (a list)"),
+    ({"keys": ["train/reward"], "value": 0.5}, "unless: each guard needs keys"),
+    ({"keys": ["train/reward"], "op": ">=", "value": "0.5e0"}, "unless.value"),
+    ({"keys": ["train/reward"], "op": ">=", "value": 0.5, "agg": "median"}, "unless.agg"),
+    ("train/reward >= 0.5", "unless: expected a mapping"),
+])
+def test_a_bad_unless_guard_is_refused_naming_it(tmp_path, guard, named):
+    book = yaml.safe_load((ROOT / "playbooks" / "triage.yaml").read_text())
+    book["kinds"]["entropy_collapse"]["metric_rules"][0]["unless"] = [guard]
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(book))
+    with pytest.raises(ValueError, match=re.escape(named)):
+        load_playbook(path)
+
+
+def test_a_bad_remedy_requirement_is_refused_naming_it(tmp_path):
+    book = yaml.safe_load((ROOT / "playbooks" / "triage.yaml").read_text())
+    book["kinds"]["host_oom"]["remedies"][0]["requires"] = {"rl.prompts_per_step": "bigger than 64"}
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(book))
+    with pytest.raises(ValueError, match=re.escape("host_oom.remedies.smaller_rollout_batch.requires")):
+        load_playbook(path)
+
+
+def test_relative_remedy_values_print_as_relative_not_as_a_string_to_paste(tmp_path):
+    run = tmp_path / "oom"
+    run.mkdir()
+    (run / "status.json").write_text(json.dumps({"status": "failed", "summary": {}, "failure": {
+        "kind": "host_oom", "step": 20, "message": "MemoryError: "}}))
+    assert "--set run.max_memory_mb=<current × 2>" in format_text(triage(str(run)))

@@ -8,6 +8,7 @@ exit 2 before any training starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ import yaml
 
 class ConfigError(ValueError):
     """A user-facing configuration problem (exit code 2, one line)."""
+
+
+MAX_THREADS = 1024  # torch's thread count is a C int; a typo like 10**9 would overflow it
 
 
 @dataclass
@@ -62,6 +66,8 @@ class ModelConfig:
         _require(self.qk_norm_type == "per_layer", "model.qk_norm_type", "only 'per_layer' is implemented")
         _require(self.scoring_func == "sigmoid", "model.scoring_func", "only 'sigmoid' is implemented")
         _require(not self.tie_word_embeddings, "model.tie_word_embeddings", "MiniMax-M2 unties the LM head")
+        _ranges(self, "model", gt0=("rope_theta", "rms_norm_eps", "initializer_range"),
+                finite=("router_bias_update_rate",))
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -84,6 +90,9 @@ class TaskConfig:
     eval_size: int = 500  # greedy eval is cheap; 500 puts the standard error near 1 point
     eval_seed: int = 1234
 
+    def __post_init__(self) -> None:
+        _ranges(self, "task", gt0=("eval_size",), ge0=("preamble_chars",))
+
 
 @dataclass
 class SFTConfig:
@@ -96,6 +105,9 @@ class SFTConfig:
     # usual situation (demonstrations cost, the verifier is free) and leaves RL problems SFT has not
     # memorised, which is where RL's signal comes from.
     examples: int = 0
+
+    def __post_init__(self) -> None:
+        _ranges(self, "sft", gt0=("batch_size", "lr", "eval_every"), ge0=("steps", "warmup_steps", "examples"))
 
 
 @dataclass
@@ -121,11 +133,9 @@ class RLConfig:
 
     def __post_init__(self) -> None:
         _require(self.adv_norm in ("std", "none"), "rl.adv_norm", "must be 'std' or 'none'")
-        _require(self.temperature > 0, "rl.temperature", "must be > 0")
-        _require(self.eps_low >= 0 and self.eps_high >= 0, "rl.eps_low", "clip widths must be >= 0")
-        _require(self.adv_eps >= 0, "rl.adv_eps", "must be >= 0")
-        for name in ("prompts_per_step", "group_size", "max_new_tokens", "updates_per_batch", "eval_every"):
-            _require(getattr(self, name) > 0, f"rl.{name}", "must be > 0")
+        _ranges(self, "rl", gt0=("temperature", "lr", "prompts_per_step", "group_size", "max_new_tokens",
+                                 "updates_per_batch", "eval_every"),
+                ge0=("steps", "eps_low", "eps_high", "adv_eps"))
 
 
 @dataclass
@@ -154,6 +164,11 @@ class OptimConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0  # 0 disables clipping (the health guard still sees the raw norm)
 
+    def __post_init__(self) -> None:
+        _ranges(self, "optim", ge0=("weight_decay", "grad_clip"))
+        for name in ("beta1", "beta2"):  # AdamW refuses 1 and above
+            _require(0 <= getattr(self, name) < 1, f"optim.{name}", "must be in [0, 1)")
+
 
 @dataclass
 class HealthConfig:
@@ -161,29 +176,46 @@ class HealthConfig:
     grad_explosion_steps: int = 3  # consecutive exploding steps before the run fails
     router_collapse_share: float = 0.95  # share of tokens routed to the busiest expert
     router_collapse_evals: int = 3
+    router_collapse_max_accuracy: float = 0.5  # a router leaning on one expert while eval scores is no collapse
     entropy_floor: float = 0.02  # nats per generated token
     entropy_collapse_steps: int = 5
     entropy_collapse_max_reward: float = 0.5  # near-deterministic *and* still wrong is a collapse
     reward_zero_steps: int = 10  # RL steps with mean reward exactly 0 before reward_collapse
+
+    def __post_init__(self) -> None:
+        # .inf is a fair way to switch the gradient guard off; NaN would switch it off silently
+        _require(not math.isnan(self.max_grad_norm) and self.max_grad_norm > 0, "health.max_grad_norm",
+                 "must be > 0 (.inf turns the guard off)")
+        _ranges(self, "health", gt0=("grad_explosion_steps", "router_collapse_evals", "entropy_collapse_steps",
+                                     "reward_zero_steps"),
+                ge0=("entropy_floor",), finite=("entropy_collapse_max_reward", "router_collapse_max_accuracy"))
+        _require(0 < self.router_collapse_share <= 1, "health.router_collapse_share", "must be a share in (0, 1]")
 
 
 @dataclass
 class CheckpointConfig:
     every: int = 0  # RL steps between checkpoints; 0 keeps only sft.pt and final.pt
 
+    def __post_init__(self) -> None:
+        _ranges(self, "checkpoint", ge0=("every",))
+
 
 @dataclass
 class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch intra-op threads; 0 = all cores
+    threads: int = 0  # torch intra-op threads; 0 = every core this process may use. Part of the numbers:
+    # the same seed on another thread count gives another run, so a template meant to reproduce pins it
     max_wall_s: float = 1800.0
     max_memory_mb: int = 0  # address-space limit (RLIMIT_AS) for this process; 0 = none
     hook_timeout_s: float = 30.0  # a scaffold hook that runs longer is a scaffold_error
 
     def __post_init__(self) -> None:
         _require(self.device in ("auto", "cpu", "cuda"), "run.device", "must be auto, cpu or cuda")
-        _require(self.max_wall_s > 0, "run.max_wall_s", "must be > 0")
+        _ranges(self, "run", gt0=("max_wall_s", "hook_timeout_s"), ge0=("seed", "threads", "max_memory_mb"))
+        _require(self.seed < 2**63, "run.seed", "must be in [0, 2**63) (what torch.manual_seed takes)")
+        _require(self.threads <= MAX_THREADS, "run.threads", f"must be <= {MAX_THREADS} (0 = all cores)")
+        _require(self.max_memory_mb < 2**43, "run.max_memory_mb", "must be < 2**43 (what RLIMIT_AS can hold in bytes)")
 
 
 @dataclass
@@ -213,6 +245,19 @@ def _require(ok: bool, key: str, why: str) -> None:
         raise ConfigError(f"{key}: {why}")
 
 
+def _ranges(obj: Any, section: str, gt0: tuple[str, ...] = (), ge0: tuple[str, ...] = (),
+            finite: tuple[str, ...] = ()) -> None:
+    """Every named field is a finite number (YAML reads `.nan` and `.inf` as floats), and > 0 / >= 0."""
+    for name in (*gt0, *ge0, *finite):
+        value = getattr(obj, name)
+        if isinstance(value, float):  # ints are finite; math.isfinite would overflow on a huge one
+            _require(math.isfinite(value), f"{section}.{name}", f"must be a finite number, got {value!r}")
+        if name in gt0:
+            _require(value > 0, f"{section}.{name}", f"must be > 0, got {value!r}")
+        elif name in ge0:
+            _require(value >= 0, f"{section}.{name}", f"must be >= 0, got {value!r}")
+
+
 # ---------------------------------------------------------------------------------------- loading
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
@@ -222,6 +267,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     if path is not None:
         path = Path(path)
         where = str(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory; pass a YAML file to --config (e.g. {path}/config.yaml)")
+        if path.exists() and not path.is_file():  # a FIFO or a device: reading one could block forever
+            raise ConfigError(f"{path}: not a regular file; pass a YAML file to --config")
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
         raw = read_yaml(path) or {}
@@ -231,7 +280,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set rl.lr=1e-4")
-        _assign(raw, key.strip().split("."), yaml.safe_load(value) if value.strip() else "")
+        _assign(raw, key.strip().split("."), _set_value(item, value))
         where = f"{where} (with --set)" if "--set" not in where else where
     try:
         cfg = _build(TrainConfig, raw, "")
@@ -242,14 +291,80 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     return cfg
 
 
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML would keep the last one silently,
+    and the user would train with a value they did not see. Keys merged in with `<<:` may be overridden."""
+
+
+def _no_duplicate_keys(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            seen = key in first
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given on line {first[key] + 1}); keep one",
+                key_node.start_mark)
+        first[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+
+
+def parse_yaml(text: str) -> Any:
+    """`text` as YAML, strictly (no duplicate keys); raises yaml.YAMLError or RecursionError."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: Path) -> Any:
-    """The YAML document in `path`; a syntax error is a ConfigError naming the file and line."""
+    """The YAML document in `path`; bad bytes, bad syntax or a duplicate key is a ConfigError naming the file
+    and line. Shared with evolve's campaign spec."""
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}); pass a readable YAML file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8 text; "
+                          "save the file as UTF-8") from None
+    try:
+        return parse_yaml(text)
+    except (yaml.YAMLError, RecursionError) as e:
+        line, problem = _yaml_problem(e, text)
+        if problem.startswith("duplicate key"):
+            raise ConfigError(f"{path}: line {line}: {problem}") from None
+        where = f" line {line}" if line else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({problem})") from None
+
+
+def _yaml_problem(e: Exception, text: str = "") -> tuple[int | None, str]:
+    """(line, what) in one line, from whichever kind of error PyYAML raised."""
+    if isinstance(e, RecursionError):  # PyYAML's composer recurses once per nesting level
+        return None, "nested too deeply"
+    if isinstance(e, yaml.reader.ReaderError):  # a control character or the like: a position, no mark
+        char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        return text[:e.position].count("\n") + 1, f"{e.reason}: {char}"
+    mark = getattr(e, "problem_mark", None)
+    return (mark.line + 1 if mark else None), " ".join(str(getattr(e, "problem", None) or e).split())
+
+
+def _set_value(item: str, value: str) -> Any:
+    """The YAML value of one `--set key=value` (empty means the empty string)."""
+    if not value.strip():
+        return ""
+    try:
+        return parse_yaml(value)
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(e)[1]}); "
+                          "quote it if it is text") from None
 
 
 def _assign(tree: dict, keys: list[str], value: Any) -> None:
@@ -304,7 +419,10 @@ def coerce_value(value: Any, hint: Any, key: str) -> Any:
             return value
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer literal with hundreds of digits
+                raise ConfigError(f"{key}: an integer of {len(str(value))} digits is too large for a float") from None
         if isinstance(value, str):  # YAML 1.1 reads "1e3" (no dot) as a string
             try:
                 return float(value)

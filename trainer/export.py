@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -113,11 +115,16 @@ def generation_config(tok: Tokenizer) -> dict:
 
 def tokenizer_json(tok: Tokenizer) -> dict:
     """One token per character and nothing else: no normaliser, no pre-tokeniser (so no added or
-    stripped spaces), no post-processor (no bos added to plain text), a decoder that concatenates.
-    Two differences from Tokenizer.encode are inherent to HF tokenizers: special-token names typed in
-    text become the special ids (the chat template depends on it), and characters outside the vocabulary
-    are dropped, not refused (there is no unk token to map them to)."""
+    stripped spaces), a decoder that concatenates, and a post-processor that puts <|bos|> first.
+    The bos is there because the model never saw a sequence without one (Tokenizer.render starts every
+    training sequence with it), and `evolve serve`'s /v1/completions puts it first too: plain text
+    encodes to the same ids here, in vLLM's completions and in our server. Chat does not get two, since
+    apply_chat_template (and vLLM's chat) tokenise the template's text, which writes bos itself, without
+    special tokens. Two differences from Tokenizer.encode are inherent to HF tokenizers: special-token
+    names typed in text become the special ids (the chat template depends on it), and characters outside
+    the vocabulary are dropped, not refused (there is no unk token to map them to)."""
     specials = [i for i in range(tok.vocab_size) if not tok.is_character(i)]  # named and unused ids
+    bos = tok.id_to_token(tok.bos_id)
     return {
         "version": "1.0",
         "truncation": None,
@@ -128,7 +135,13 @@ def tokenizer_json(tok: Tokenizer) -> dict:
                           "rstrip": False, "normalized": False, "special": True} for i in specials],
         "normalizer": None,
         "pre_tokenizer": None,
-        "post_processor": None,
+        "post_processor": {  # what transformers itself writes for add_bos_token
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {bos: {"id": bos, "ids": [tok.bos_id], "tokens": [bos]}},
+        },
         "decoder": {"type": "Fuse"},
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                   "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
@@ -158,7 +171,7 @@ def tokenizer_config(tok: Tokenizer, max_len: int) -> dict:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **special_tokens_map(tok),
-        "add_bos_token": False,  # the chat template writes bos itself; plain text gets none
+        "add_bos_token": True,  # tokenizer.json's post-processor; the chat template writes its own
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,  # it would delete the space in " ." and friends
         "model_max_length": max_len,
@@ -178,29 +191,37 @@ def special_tokens_map(tok: Tokenizer) -> dict:
 
 # ------------------------------------------------------------------------------------ export
 
-def _claim(out: Path, source: Path) -> None:
-    """Refuse to write into anything but a fresh, empty, or previously exported directory."""
+def _check_out(out: Path) -> None:
+    """Refuse, before anything is loaded or written, an output that is not a fresh, empty or previously
+    exported directory, or that cannot be created."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory; choose a new output directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise ConfigError(f"{out}: directory is not empty and is not a previous export; "
-                          "choose a new or empty output directory")
-    out.mkdir(parents=True, exist_ok=True)
-    # written first, so an interrupted export can be redone into the same directory
-    (out / MARKER).write_text(json.dumps({"checkpoint": str(source.resolve())}, indent=2) + "\n")
+    if out.is_dir():
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise ConfigError(f"{out}: directory is not empty and is not a previous export; "
+                              "choose a new or empty output directory")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ConfigError(f"{out}: directory is not writable; choose another output directory")
+        return
+    parent = next(p for p in out.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise ConfigError(f"{out}: cannot be created, {parent} is a file; choose another output directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out}: cannot be created, {parent} is not writable; choose another output directory")
 
 
 def export(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Write CHECKPOINT (a checkpoint file or a run directory) as a Hugging Face model directory."""
+    """Write CHECKPOINT (a checkpoint file or a run directory) as a Hugging Face model directory.
+    Everything that can be checked is checked before the first write; a write that fails (disk full)
+    removes what this export created."""
     from safetensors.torch import save_file  # only export needs it
 
     out, source = Path(out_dir), resolve_checkpoint(checkpoint)
+    _check_out(out)
     model, cfg = load_policy(source)
-    _claim(out, source)
     tok = get_tokenizer()
     if cfg.model.vocab_size != tok.vocab_size:
         raise ConfigError(f"{source}: vocab_size {cfg.model.vocab_size} != the tokenizer's {tok.vocab_size}")
-    save_file(hf_state_dict(model), str(out / "model.safetensors"), metadata={"format": "pt"})
     files = {
         "config.json": hf_config(cfg.model, tok),
         "generation_config.json": generation_config(tok),
@@ -208,8 +229,24 @@ def export(checkpoint: str | Path, out_dir: str | Path) -> Path:
         "tokenizer_config.json": tokenizer_config(tok, cfg.model.max_position_embeddings),
         "special_tokens_map.json": special_tokens_map(tok),
     }
-    for name, content in files.items():
-        (out / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
+    weights = hf_state_dict(model)
+    fresh, was_empty = not out.exists(), out.is_dir() and not any(out.iterdir())
+    created = [p for p in [out, *out.parents] if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # written first, so an interrupted export can be redone into the same directory
+        (out / MARKER).write_text(json.dumps({"checkpoint": str(source.resolve())}, indent=2) + "\n")
+        save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+        for name, content in files.items():
+            (out / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
+    except OSError as e:
+        # leave nothing behind that was not there; a previous export keeps its marker, to be redone
+        if fresh:
+            shutil.rmtree(created[-1], ignore_errors=True)
+        elif was_empty:
+            for name in (MARKER, "model.safetensors", *files):
+                (out / name).unlink(missing_ok=True)
+        raise ConfigError(f"{out}: cannot write the export ({e.strerror or e})") from None
     return out
 
 
@@ -225,9 +262,17 @@ def export_main(argv: list[str]) -> int:
         source = resolve_checkpoint(args.checkpoint)
         out = export(source, args.out_dir)
     except ConfigError as e:
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the cause said
-        return 2
+        return _fail(str(e))
+    except ImportError as e:
+        return _fail(f"evolve export needs safetensors ({e}); pip install safetensors")
+    except (MemoryError, RuntimeError) as e:  # a checkpoint whose config asks for more memory than there is
+        return _fail(f"{args.checkpoint}: cannot build its model here ({type(e).__name__}: {str(e)[:200]})")
     print(f"exported {source} -> {out}/")
     for path in sorted(out.iterdir()):
         print(f"  {path.name} ({path.stat().st_size:,} bytes)")
     return 0
+
+
+def _fail(message: str) -> int:
+    print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the cause said
+    return 2

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from trainer.async_rollout import AsyncRollouts
+from trainer.checkpoint import load_state
 from trainer.config import ConfigError, TrainConfig, load_config, to_dict
 from trainer.deadline import deadline
 from trainer.health import HealthMonitor, TrainingFailure
@@ -251,7 +252,7 @@ class Trainer:
         self._log(metrics, every=1)
         self.summary["best_eval_accuracy"] = max(self.summary.get("best_eval_accuracy", 0.0), acc)
         self.load_since_eval_LE.zero_()
-        self.health.after_eval(self.step, share)
+        self.health.after_eval(self.step, share, acc)
         return acc
 
     # ------------------------------------------------------------------------------------ io
@@ -269,13 +270,13 @@ class Trainer:
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "phase": self.phase,
                  "step": self.step, "rl_step": self.rl_step, "summary": self.summary,
                  "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(), "gen": self.gen.get_state(),
-                 "config": to_dict(self.cfg)}
+                 "config": to_dict(self.cfg)}  # builtins and tensors only: loaders unpickle with weights_only=True
         path = self.run.checkpoints / name
         torch.save(state, path)
         torch.save(state, self.run.checkpoints / "latest.pt")
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_state(path, self.device)  # weights_only: a resumed run dir's .pt may have been tampered with
         self.model.load_state_dict(state["model"])
         self.phase, self.step, self.rl_step = state["phase"], state["step"], state["rl_step"]
         if self.phase == "rl":
@@ -325,14 +326,47 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_config(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        if args.run_dir and not (Path(args.run_dir) / "status.json").exists():
-            RunDir(args.run_dir).write_status("failed", {"kind": "config_error", "step": None, "message": str(e)}, {})
+        _config_error_status(args.run_dir, str(e))
         return 2
-    return train(cfg, RunDir(args.run_dir or RunDir.default_path()), resume=args.resume, t_start=t_start)
+    path = args.run_dir or RunDir.default_path()
+    try:
+        run = RunDir(path)
+    except OSError as e:  # raced, or a permission the probe in resolve_config could not see
+        print(f"error: --run-dir {path}: cannot create it ({e.strerror or e})", file=sys.stderr)
+        return 2
+    return train(cfg, run, resume=args.resume, t_start=t_start)
+
+
+def _config_error_status(run_dir: str | None, message: str) -> None:
+    """The run-dir contract holds for a config error too (a campaign's triage reads status.json), but only
+    in a directory that the launcher made for this run: one that already holds a run is the user's."""
+    if not run_dir or Path(run_dir).is_file() or _holds_run(Path(run_dir)):
+        return
+    try:
+        RunDir(run_dir).write_status("failed", {"kind": "config_error", "step": None, "message": message}, {})
+    except OSError:
+        pass  # the one line on stderr already says what is wrong
+
+
+def _holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in ("metrics.jsonl", "status.json", "checkpoints"))
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """A --run-dir that can never be created fails as config, before anything is written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir}: exists and is not a directory; choose a new directory")
+    parent = next(p for p in [run_dir, *run_dir.absolute().parents] if p.exists())
+    if not parent.is_dir():
+        raise ConfigError(f"--run-dir {run_dir}: cannot be created, {parent} is a file; choose another place")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--run-dir {run_dir}: cannot be created, {parent} is not writable; choose another place")
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None:
+        _check_run_dir(run_dir)
     if args.resume:
         if run_dir is None or not (run_dir / "checkpoints" / "latest.pt").is_file():
             raise ConfigError(f"--resume: no checkpoint at {run_dir or '<--run-dir>'}/checkpoints/latest.pt; "
@@ -348,7 +382,21 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.scaffold and not Path(cfg.scaffold).is_file():
         raise ConfigError(f"scaffold: file not found: {cfg.scaffold}; fix the path or drop the key")
     build_tasks(cfg)  # task names and params are config too: fail here, before anything starts
+    _check_machine(cfg)
     return cfg
+
+
+def _check_machine(cfg: TrainConfig) -> None:
+    """What the config asks of this machine, checked before a run dir exists rather than as a crash in it."""
+    if cfg.run.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device: cuda, but no CUDA device is visible here; use auto or cpu")
+    vocab = get_tokenizer().vocab_size
+    if cfg.model.vocab_size < vocab:
+        raise ConfigError(f"model.vocab_size: must be >= the tokenizer's {vocab}, got {cfg.model.vocab_size}")
+    hard_as = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if cfg.run.max_memory_mb and hard_as != resource.RLIM_INFINITY and cfg.run.max_memory_mb * 2**20 > hard_as:
+        raise ConfigError(f"run.max_memory_mb: {cfg.run.max_memory_mb} is above this process's hard limit of "
+                          f"{hard_as >> 20} MB; lower it or set 0 (the hard limit stays)")
 
 
 def build_tasks(cfg: TrainConfig) -> tuple[TaskMix, list]:
@@ -365,7 +413,10 @@ def train(cfg: TrainConfig, run: RunDir, resume: bool = False, t_start: float | 
     run.capture_stdout(append=resume)
     if not resume:
         run.write_config(to_dict(cfg))
-    torch.set_num_threads(cfg.run.threads or os.cpu_count() or 1)
+    # The thread count is part of the numbers: intra-op reductions split by thread, so 1 and 2 threads differ
+    # from the first SFT steps on (same machine, same seed, same threads gives the same run, bit for bit).
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # Linux / other
+    torch.set_num_threads(cfg.run.threads or usable or 1)
     soft_as, hard_as = resource.getrlimit(resource.RLIMIT_AS)
     if cfg.run.max_memory_mb:  # the soft limit only, so it can be lifted again for the bookkeeping
         resource.setrlimit(resource.RLIMIT_AS, (cfg.run.max_memory_mb * 2**20, hard_as))
@@ -378,7 +429,8 @@ def train(cfg: TrainConfig, run: RunDir, resume: bool = False, t_start: float | 
         with deadline(cfg.run.max_wall_s, RunTimeout(f"run exceeded run.max_wall_s={cfg.run.max_wall_s:g}")):
             scaffold = Scaffold(cfg.scaffold or None, cfg.run.hook_timeout_s)
             trainer = Trainer(cfg, run, scaffold, tracker)
-            print(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}", flush=True)
+            print(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}, "
+                  f"{torch.get_num_threads()} threads", flush=True)
             if resume:
                 trainer.load(run.checkpoints / "latest.pt")
             trainer.fit()
@@ -392,7 +444,9 @@ def train(cfg: TrainConfig, run: RunDir, resume: bool = False, t_start: float | 
         failure = {"kind": "scaffold_error", "step": _step(trainer), "message": str(e).splitlines()[0]}
     except RunTimeout as e:
         failure = {"kind": "timeout", "step": _step(trainer), "message": str(e)}
-    except (MemoryError, torch.OutOfMemoryError) as e:
+    except torch.OutOfMemoryError as e:  # a RuntimeError, so before that; the CPU allocator raises plain RuntimeError
+        failure = {"kind": "cuda_oom", "step": _step(trainer), "message": f"{type(e).__name__}: {e}"[:500]}
+    except MemoryError as e:
         failure = {"kind": "host_oom", "step": _step(trainer), "message": f"{type(e).__name__}: {e}"[:500]}
     except RuntimeError as e:
         kind = "host_oom" if "can't allocate memory" in str(e) or "not enough memory" in str(e) else "crash"
@@ -406,6 +460,7 @@ def train(cfg: TrainConfig, run: RunDir, resume: bool = False, t_start: float | 
     code = code or (0 if failure is None else 1)
     summary = dict(trainer.summary) if trainer else {}
     summary["wall_s"] = round(time.time() - t_start, 1)
+    summary["threads"] = torch.get_num_threads()  # what reproducing these numbers needs (see run.threads)
     summary_lines(status, failure, summary, run, tracker)
     try:
         tracker.finish(status, {"status": status, "failure_kind": failure["kind"] if failure else "none"},
