@@ -3,7 +3,7 @@
 A campaign lives in `<home>/campaigns/<name>/` (home: `--home`, else $EVOLVE_HOME, else `./.evolve`):
 
     spec.yaml           the spec as started, every path absolute, so `resume NAME` needs nothing else
-    campaign.json       when it was created, its MLflow parent run
+    campaign.json       when it was created, its uid and MLflow parent run (the uid first, so a kill never forks it)
     checkpoints.sqlite  the LangGraph checkpoints (one thread, named after the campaign)
     ledger.jsonl        one line per finished round: the record resume and status trust
     runs/round-<n>/     each round's run directory (launch.log, launch.json, diagnosis.json, the run's files)
@@ -12,7 +12,9 @@ A campaign lives in `<home>/campaigns/<name>/` (home: `--home`, else $EVOLVE_HOM
 
 Starting checks everything first and refuses rather than overwrite: an existing campaign of that name,
 a memory file that already has rounds, a workspace directory or branch that is already there, a dirty
-user tree. Each refusal is a `CampaignError` (or SpecError / WorkspaceError) with one line for the CLI.
+user tree, and (evolve/preflight.py) every folder it would make, the memory file and the MLflow store.
+A start that fails after the checks removes what it made. Each refusal is a `CampaignError` (or
+SpecError / WorkspaceError / LedgerError) with one line for the CLI.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,19 +32,31 @@ from typing import Any, TextIO
 
 import git
 import yaml
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import StateSnapshot
 
 from evolve.brains import Brain
 from evolve.brains.rules import RulesBrain
 from evolve.files import read_json, write_atomic
 from evolve.graph import build, open_checkpointer, recursion_limit
-from evolve.memory import Ledger, Memory, RoundRecord, describe_proposal
+from evolve.launcher import describe_spec
+from evolve.memory import Ledger, Memory, RoundRecord, describe_proposal, one_line
+from evolve.preflight import (
+    PreflightError,
+    Undo,
+    check_creatable_dir,
+    check_tracking_uri,
+    check_writable_file,
+    store_files,
+    uri_scheme,
+)
 from evolve.progress import Progress
 from evolve.report import write_report
-from evolve.spec import CampaignSpec, SpecError, load_spec, parse_section, spec_to_dict
+from evolve.spec import CampaignSpec, SpecError, load_spec, name_problem, parse_section, spec_to_dict
 from evolve.state import Campaign, CampaignPaths
 from evolve.tracking import CampaignTracker, resolve_uri
 from evolve.triage import load_playbook
-from evolve.workspace import Workspace, WorkspaceError
+from evolve.workspace import Workspace, WorkspaceError, campaign_tags
 
 RULES_OPTIONS = {"seed", "moves"}
 
@@ -65,18 +81,31 @@ def start(spec_file: str | Path, home: str | Path | None = None, verbose: bool =
     spec = load_spec(spec_file, name)
     make_brain(spec)  # an unusable brain is a spec error, found before anything is created
     paths = campaign_paths(spec.name, home)
-    _refuse_existing(spec, paths)
     spec.tracking.uri = absolute_uri(resolve_uri(spec.tracking.uri))  # launched runs work in another directory
-    workspace = Workspace.open(spec)
     try:
-        paths.dir.mkdir(parents=True)
+        preflight(spec, paths)
+    except PreflightError as e:
+        raise SpecError(f"{spec_file}: {e}") from None
+    undo, workspace = Undo(), None  # a start that fails leaves nothing behind
+    try:
+        for path in (paths.dir, Path(spec.workspace.root) / spec.name, *store_files(spec.tracking.uri)):
+            undo.parents(path)
+        for path in store_files(spec.tracking.uri):
+            if not (path.exists() or path.is_symlink()):
+                undo.remove(path)  # a database this start creates
+        tags = campaign_tags(spec)
+        workspace = Workspace.open(spec)
+        undo.call(lambda: workspace.discard(keep_tags=tags))
+        paths.dir.mkdir(parents=True)  # refuses a folder that appeared since the preflight: it is not ours
+        undo.remove(paths.dir)
         write_atomic(paths.spec, yaml.safe_dump(spec_to_dict(spec), sort_keys=False))  # from here on, resumable
-        tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
-        parent = tracker.start(spec_to_dict(spec))
-        write_atomic(paths.meta, json.dumps({"name": spec.name, "created": time.time(), "mlflow_parent_run_id": parent,
-                                             "spec_file": str(Path(spec_file).resolve())}, indent=2))
-    except BaseException:
-        workspace.close()
+        with _store_failure_is_one_line(spec.tracking.uri):
+            tracker = open_tracker(spec, paths, spec_file=str(Path(spec_file).resolve()))
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) and paths.spec.is_file():
+            workspace.close()  # Ctrl-C after spec.yaml: the campaign is saved, `resume` finishes the start
+        else:
+            undo.run()
         raise
     return _drive(spec, paths, workspace, tracker, verbose, stream)
 
@@ -87,18 +116,41 @@ def resume(name: str, home: str | Path | None = None, verbose: bool = False,
     paths = find(name, home)
     spec = load_spec(paths.spec)
     make_brain(spec)
+    _checkpoint_for(paths, spec.name, Ledger(paths.ledger).records())  # damage is one line now, not a traceback
     tree = Path(spec.workspace.root) / spec.name
     if spec.workspace.template and not tree.is_dir():
         # a fresh copy of the template would not hold the rounds the ledger and the checkpoints refer to
         raise CampaignError(f"{tree}: the workspace of campaign {name!r} is missing; restore it, or start a new "
                             "campaign under another name")
-    meta = read_json(paths.meta)
-    tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
-    tracker.start(spec_to_dict(spec), run_id=meta.get("mlflow_parent_run_id", ""))
+    try:
+        check_tracking_uri(spec.tracking.uri)  # a server that went away: one line, not minutes of retries
+    except PreflightError as e:
+        raise SpecError(f"{paths.spec}: {e}") from None
+    with _store_failure_is_one_line(spec.tracking.uri):
+        tracker = open_tracker(spec, paths)
     return _drive(spec, paths, Workspace.open(spec), tracker, verbose, stream)
 
 
+def open_tracker(spec: CampaignSpec, paths: CampaignPaths, **meta_fields: Any) -> CampaignTracker:
+    """The campaign's MLflow parent run, made once however often a start or a resume is killed: the campaign's
+    uid goes into campaign.json before the run is made and tags it, so a resume that finds no run id there
+    finds the run by its uid instead of making a second one."""
+    meta = read_json(paths.meta)
+    if not meta.get("uid"):
+        meta = {"name": spec.name, "created": time.time(), **meta_fields, **meta, "uid": uuid.uuid4().hex}
+        write_atomic(paths.meta, json.dumps(meta, indent=2))
+    tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
+    parent = tracker.start(spec_to_dict(spec), run_id=meta.get("mlflow_parent_run_id", ""), uid=meta["uid"])
+    if meta.get("mlflow_parent_run_id") != parent:
+        write_atomic(paths.meta, json.dumps({**meta, "mlflow_parent_run_id": parent}, indent=2))
+    return tracker
+
+
 def find(name: str, home: str | Path | None = None) -> CampaignPaths:
+    """The campaign called `name` (a name, never a path: `status ../x` would read x as a different campaign)."""
+    if why := name_problem(name):
+        raise CampaignError(f"campaign name {why}; give the name that `evolve campaign start` printed")
+    _check_home(home_dir(home))
     paths = campaign_paths(name, home)
     if not paths.spec.is_file():
         known = sorted(p.name for p in (home_dir(home) / "campaigns").glob("*") if (p / "spec.yaml").is_file())
@@ -122,6 +174,7 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
                 return dict(snapshot.values)
             progress.say(f"campaign {spec.name}: workspace {workspace.path} · runs {paths.dir / 'runs'} · memory "
                          f"{spec.memory} · MLflow {spec.tracking.uri} (run {tracker.parent_run_id})")
+            progress.say(describe_spec(spec.launch, paths.dir / "runs"))  # what holds a launched run, here
             brain = make_brain(spec, workspace)
             if spec.brain.kind == "openai" and spec.brain.options.get("trace", True):
                 from evolve.brains.llm import enable_tracing
@@ -143,7 +196,9 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
         best = final.get("best_round", 0)
         progress.say(f"campaign {spec.name} finished: {final.get('stop')}. Best: "
                      + (f"round {best}, objective {final.get('best_objective'):.4g}, commit "
-                        f"{workspace.round_commit(best)[:8]}" if best else "no round beat the starting point")
+                        f"{workspace.round_commit(best)[:8]}" if best else
+                        # nothing kept: even the baseline failed, so there is nothing it could have beaten
+                        "none: no round produced a healthy objective; the tree is at the baseline")
                      + f". Report: {html}")
         return final
 
@@ -154,13 +209,10 @@ def status(name: str, home: str | Path | None = None) -> dict[str, Any]:
     """The campaign's rounds (from the ledger) and where it stands (from its checkpoint and lock)."""
     paths = find(name, home)
     spec = load_spec(paths.spec)
-    rows = [status_row(r) for r in Ledger(paths.ledger).records()]
-    checkpointer = open_checkpointer(paths.checkpoints)
-    try:
-        values = build(checkpointer).get_state({"configurable": {"thread_id": name}})
-    finally:
-        checkpointer.conn.close()
-    state, snapshot = values.values or {}, values
+    records = Ledger(paths.ledger).records()
+    rows = [status_row(r) for r in records]
+    snapshot = _checkpoint_for(paths, name, records)
+    state = (snapshot.values if snapshot else None) or {}
     if _is_locked(paths):
         where = "running"
     elif state and not snapshot.next:
@@ -216,10 +268,17 @@ def make_brain(spec: CampaignSpec, workspace: Workspace | None = None) -> Brain:
         seed = options.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise SpecError(f"brain.options.seed: expected int, got {seed!r}")
+        moves = options.get("moves")
+        if moves is not None and not (isinstance(moves, str) and moves):
+            raise SpecError(f"brain.options.moves: expected the path of a moves YAML file, got {moves!r}")
+        if moves is not None and not Path(moves).is_file():
+            raise SpecError(f"brain.options.moves: {moves}: no such file; give a moves YAML file like "
+                            "playbooks/moves.yaml")
         try:
-            return RulesBrain(options.get("moves"), seed=seed)
-        except (OSError, ValueError) as e:
-            raise SpecError(f"brain.options.moves: {e}") from None
+            return RulesBrain(moves, seed=seed)
+        except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as e:  # a moves file of any shape
+            raise SpecError(f"brain.options.moves: {moves}: not a moves file ({type(e).__name__}: "
+                            f"{one_line(e, 200)})") from None
     rules = RulesBrain()  # the fallback of every model brain
     if kind == "openai":
         from evolve.brains.llm import LLMBrain, LLMOptions
@@ -244,11 +303,83 @@ def make_brain(spec: CampaignSpec, workspace: Workspace | None = None) -> Brain:
 
 
 def absolute_uri(uri: str) -> str:
-    """sqlite:///mlflow.db means ./mlflow.db where the agent runs; launched runs start elsewhere."""
+    """sqlite:///mlflow.db means ./mlflow.db where the agent runs (and `mlruns` means ./mlruns); launched runs
+    start elsewhere."""
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and uri[len(prefix):] not in ("", ":memory:"):
         return prefix + str(Path(uri[len(prefix):]).resolve())
+    if uri and uri_scheme(uri) == "":  # a plain path: MLflow's file store
+        return str(Path(uri).expanduser().resolve())
     return uri
+
+
+def read_checkpoint(paths: CampaignPaths, name: str) -> StateSnapshot | None:
+    """The campaign's last LangGraph checkpoint, read without writing a byte; None before the first one.
+    A damaged database is a CampaignError naming the file."""
+    path = paths.checkpoints
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):  # killed before the first node
+        return None
+    if not path.is_file():
+        raise CampaignError(f"{path}: the checkpoint database is not a file; move it away to inspect it")
+    # no -wal file: everything is in the database, and `immutable` reads it without making -shm/-wal files
+    wal = path.with_name(path.name + "-wal").exists()
+    uri = f"{path.as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            return build(SqliteSaver(conn)).get_state({"configurable": {"thread_id": name}})
+        finally:
+            conn.close()
+    except (sqlite3.Error, ValueError, TypeError, KeyError) as e:  # not SQLite, truncated, or not LangGraph's
+        raise CampaignError(f"{path}: the checkpoint database is damaged ({type(e).__name__}: {one_line(e, 200)}); "
+                            "restore it from a backup, or start a new campaign") from None
+
+
+def _checkpoint_for(paths: CampaignPaths, name: str, records: list[RoundRecord]) -> StateSnapshot | None:
+    """The checkpoint of a campaign whose ledger holds `records`: none at all is only right before round 1."""
+    snapshot = read_checkpoint(paths, name)
+    if snapshot is None and records:
+        raise CampaignError(f"{paths.checkpoints}: the checkpoint database is missing, though {paths.ledger} holds "
+                            f"{len(records)} round(s); restore it from a backup, or start a new campaign")
+    return snapshot
+
+
+def preflight(spec: CampaignSpec, paths: CampaignPaths) -> None:
+    """Everything a start needs, checked before anything is created: the campaign home, that nothing of
+    this campaign exists yet, the workspace, the memory file and the MLflow store (PreflightError for a
+    key of the spec, CampaignError / WorkspaceError otherwise)."""
+    home = paths.dir.parent.parent
+    _check_home(home)
+    check_writable_file(Path(spec.memory), "memory")
+    _refuse_existing(spec, paths)
+    try:
+        check_creatable_dir(paths.dir.parent, "campaign home")
+    except PreflightError as e:
+        raise CampaignError(f"{e} (set by --home, $EVOLVE_HOME, else ./.evolve)") from None
+    if spec.workspace.template and not Path(spec.workspace.template).is_dir():
+        raise WorkspaceError(f"{spec.workspace.template}: workspace.template is not a directory")
+    check_creatable_dir(Path(spec.workspace.root), "workspace.root")
+    check_tracking_uri(spec.tracking.uri)
+
+
+@contextmanager
+def _store_failure_is_one_line(uri: str) -> Iterator[None]:
+    """An MLflow store that passed the preflight and still fails (a server that refuses the first real call)."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError, OSError) as e:
+        raise CampaignError(f"tracking.uri: {uri!r}: the MLflow store cannot be used ({type(e).__name__}: "
+                            f"{one_line(e, 300)})") from None
+
+
+def _check_home(home: Path) -> None:
+    for path in (home, home / "campaigns"):
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            raise CampaignError(f"{path}: the campaign home must be a directory (set by --home, $EVOLVE_HOME, "
+                                "else ./.evolve); choose another")
 
 
 def _refuse_existing(spec: CampaignSpec, paths: CampaignPaths) -> None:

@@ -10,6 +10,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Callable
 
 
 def campaign_main(argv: list[str]) -> int:
@@ -34,7 +35,7 @@ def campaign_main(argv: list[str]) -> int:
 
     if args.action == "start":
         return _guarded(lambda: campaign.start(args.spec, args.home, args.verbose, name=args.name) and 0,
-                        resumable=True, name=args.name or _spec_name(args.spec))
+                        resumable=True, name=lambda: args.name or _spec_name(args.spec))
     return _guarded(lambda: campaign.resume(args.name, args.home, args.verbose) and 0, resumable=True,
                     name=args.name)
 
@@ -64,15 +65,17 @@ def _print_status(name: str, home: str | None, as_json: bool) -> int:
     return 0
 
 
-def _guarded(run, resumable: bool = False, name: str = "") -> int:
+def _guarded(run, resumable: bool = False, name: str | Callable[[], str] = "") -> int:
     from evolve.campaign import CampaignError
+    from evolve.memory import LedgerError
     from evolve.nodes import EditError
+    from evolve.preflight import PreflightError
     from evolve.spec import SpecError
     from evolve.workspace import WorkspaceError
 
     try:
         return run()
-    except (SpecError, CampaignError, WorkspaceError) as e:
+    except (SpecError, CampaignError, WorkspaceError, LedgerError, PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except EditError as e:
@@ -80,6 +83,7 @@ def _guarded(run, resumable: bool = False, name: str = "") -> int:
         return 1
     except KeyboardInterrupt:
         if resumable:
+            name = name() if callable(name) else name  # the spec is read again only now that it is needed
             hint = f"evolve campaign resume {name}" if name else "evolve campaign resume <name>"
             print(f"\ninterrupted; the campaign is saved: {hint}", file=sys.stderr)
         return 130
@@ -89,7 +93,9 @@ def _spec_name(path: str) -> str:
     try:
         import yaml
 
-        return str(yaml.safe_load(open(path)).get("name", ""))
+        from evolve.files import read_text
+
+        return str(yaml.safe_load(read_text(path)).get("name", ""))
     except Exception:  # the real load reports what is wrong with the spec; this only words a hint
         return ""
 

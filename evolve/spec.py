@@ -11,12 +11,15 @@ are resolved against the directory of the spec file (not the current directory),
 same thing wherever the agent is started from; `load_spec` stores them absolute. The defaults are the
 project's homes and resolve against the current directory instead: `workspace.root = "workspaces"` and
 `memory = "memory/<name>.md"` (a spec under playbooks/campaigns/ should not put its workspace there).
-`objective.path` is the exception: it names a file inside each run's directory and stays relative to that.
+The brain options that name a file (`moves` for rules, `checkpoint` for moe) resolve against the spec's
+folder too. `objective.path` is the exception: it names a file inside each run's directory and stays
+relative to that (so it may be neither absolute nor contain `..`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 import typing
 from dataclasses import dataclass, field
@@ -49,7 +52,28 @@ class WorkspaceSpec:
         _require(len(self.editable) > 0, "workspace.editable",
                  "list at least one path or glob the agent may edit")
         _require(all(p.strip() for p in self.editable), "workspace.editable", "entries must be non-empty")
+        for i, pattern in enumerate(self.editable):
+            _require(not (why := editable_problem(pattern)), f"workspace.editable[{i}]", f"{pattern!r} {why}")
         _require(bool(self.root), "workspace.root", "must be a directory path")
+
+
+def editable_problem(pattern: str) -> str:
+    """Why an editable entry could never match a file the agent may edit ("" when it can).
+
+    Entries are relative to the workspace and matched against paths inside it, so an absolute path or a
+    `..` can only ever match nothing (or, matched naively, a file outside), and git metadata is never
+    editable: a run that may write `.git/hooks/*` runs code in the agent's next commit."""
+    p = pattern.strip()
+    if p.startswith("/"):
+        return "is an absolute path; give a path or glob relative to the workspace, e.g. config.yaml"
+    if ".." in p.split("/"):
+        return "has a '..' component; editable paths stay inside the workspace"
+    norm = posixpath.normpath(p)
+    if norm == ".":
+        return "names the workspace itself, which matches no file; use '*' for every file"
+    if norm.split("/")[0] == ".git":
+        return "is under .git/, and git metadata is never editable"
+    return ""
 
 
 @dataclass
@@ -57,10 +81,13 @@ class LaunchSpec:
     command: str  # run through the shell, in the workspace's working tree
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 1800.0
-    launcher: str = "local"  # local | docker
-    max_memory_mb: int = 0  # 0 = no limit, for these three
-    max_cpu_s: int = 0
-    max_file_mb: int = 0
+    launcher: str = "local"  # local (the only backend so far)
+    # auto: the defaults of evolve/limits.py (what binds on this machine); 0: no limit; N: that limit
+    max_memory_mb: int | str = "auto"  # N: RLIMIT_AS (address space); auto: 80 % of RAM, resident, via cgroup
+    max_cpu_s: int = 0  # RLIMIT_CPU; 0 = no limit (the wall clock bounds a run)
+    max_file_mb: int | str = "auto"  # RLIMIT_FSIZE; auto: half the free disk of the run dir
+    max_processes: int | str = "auto"  # the run cgroup's pids.max; auto: 8192 where a pids cgroup is writable
+    isolation: str = "auto"  # auto: own PID + mount namespace where unshare is permitted · off: never
     # all: every run keeps its checkpoints/ · best: only the best round's run does (a healthy tiny run
     # writes ~50 MB of checkpoints; 100 rounds of them is 5 GB of runs no one will resume)
     keep_checkpoints: str = "all"
@@ -70,10 +97,24 @@ class LaunchSpec:
         _require(self.keep_checkpoints in ("all", "best"), "launch.keep_checkpoints",
                  f"must be 'all' or 'best', got {self.keep_checkpoints!r}")
         _require(self.timeout_s > 0, "launch.timeout_s", "must be > 0")
-        _require(self.launcher in ("local", "docker"), "launch.launcher",
-                 f"must be 'local' or 'docker', got {self.launcher!r}")
-        for name in ("max_memory_mb", "max_cpu_s", "max_file_mb"):
-            _require(getattr(self, name) >= 0, f"launch.{name}", "must be >= 0 (0 = no limit)")
+        # a backend that is accepted and ignored would run model-written code on the host unannounced
+        _require(self.launcher == "local", "launch.launcher",
+                 f"{self.launcher!r} is not implemented yet; use 'local' (the host, contained as the README's "
+                 "'What the launcher enforces' says)" if self.launcher == "docker"
+                 else f"must be 'local', got {self.launcher!r}")
+        _require(self.max_cpu_s >= 0, "launch.max_cpu_s", "must be >= 0 (0 = no limit)")
+        for name in ("max_memory_mb", "max_file_mb", "max_processes"):
+            value = getattr(self, name)
+            _require(value == "auto" or (isinstance(value, int) and value >= 0), f"launch.{name}",
+                     f"must be auto (the default) or a number >= 0 (0 = no limit), got {value!r}")
+        _require(self.isolation in ("auto", "off"), "launch.isolation",
+                 f"must be 'auto' (a PID namespace where permitted) or 'off', got {self.isolation!r}")
+        if self.max_processes not in ("auto", 0):
+            from evolve import cgroups  # a process cap binds root only through a pids cgroup
+
+            _require("pids" in cgroups.hierarchies(), "launch.max_processes",
+                     "cannot be enforced on this machine (no writable pids cgroup, and RLIMIT_NPROC does not "
+                     "bind root or a single run); use auto or 0")
 
 
 OBJECTIVE_SOURCES = ("status", "metrics", "file", "mlflow")
@@ -96,6 +137,8 @@ class ObjectiveSpec:
                  f"must be one of {', '.join(OBJECTIVE_SOURCES)}, got {self.source!r}")
         if self.source == "file":
             _require(bool(self.path), "objective.path", "required when source is 'file'")
+            _require(not self.path.startswith("/") and ".." not in self.path.split("/"), "objective.path",
+                     f"{self.path!r} must be a path inside the run directory (relative, without '..')")
         else:
             # a path that is silently ignored hides a typo in `source`
             _require(not self.path, "objective.path", f"only used with source: file (source is {self.source!r})")
@@ -138,6 +181,15 @@ class TrackingSpec:
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
+def name_problem(name: str) -> str:
+    """Why `name` cannot name a campaign ("" when it can). The same rule holds for a spec's `name` and for
+    the NAME of `evolve campaign status|resume` and `evolve report`, so a path is never taken for a name."""
+    if _NAME.fullmatch(name) and ".." not in name and not name.endswith((".", ".lock")):
+        return ""
+    return (f"{name!r} must match [A-Za-z0-9_.-]+, not start or end with '.', and not contain '..' "
+            "(it names a directory, a git branch and tags)")
+
+
 @dataclass
 class CampaignSpec:
     name: str
@@ -150,10 +202,7 @@ class CampaignSpec:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     def __post_init__(self) -> None:
-        _require(bool(_NAME.fullmatch(self.name)) and ".." not in self.name
-                 and not self.name.endswith((".", ".lock")), "name",
-                 f"{self.name!r} must match [A-Za-z0-9_.-]+, not start or end with '.', and not contain '..' "
-                 "(it names a directory, a git branch and tags)")
+        _require(not (why := name_problem(self.name)), "name", why)
         if not self.memory:
             self.memory = f"memory/{self.name}.md"
 
@@ -166,7 +215,8 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
     `name` replaces the spec's name (`evolve campaign start SPEC --name N`: one spec, many campaigns)."""
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"{path}: spec file not found; pass the path of a campaign spec YAML file")
+        why = "not a regular file" if path.exists() else "spec file not found"
+        raise SpecError(f"{path}: {why}; pass the path of a campaign spec YAML file")
     try:
         raw = read_yaml(path)
     except ConfigError as e:  # the trainer's reader, reported as a spec error
@@ -186,7 +236,14 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
     # defaults are the project's homes (./workspaces, ./memory) where evolve runs, not beside the spec
     ws.root = _absolute(base if "root" in given else Path.cwd(), ws.root)
     spec.memory = _absolute(base if raw.get("memory") else Path.cwd(), spec.memory)
+    option = _BRAIN_PATHS.get(spec.brain.kind)  # a brain's file option means the same file from anywhere too
+    if option and isinstance(spec.brain.options.get(option), str) and spec.brain.options[option]:
+        spec.brain.options[option] = _absolute(base, spec.brain.options[option])
     return spec
+
+
+# the brain option that names a file, per brain kind: resolved like the spec's other paths
+_BRAIN_PATHS = {"rules": "moves", "moe": "checkpoint"}
 
 
 def parse_section(cls: type, raw: Any, prefix: str) -> Any:

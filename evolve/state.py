@@ -82,4 +82,4 @@ class Campaign:
     playbook: Playbook
     progress: Progress
     tracking_uri: str
-    parent_run_id: str  # the campaign's MLflow run; launched runs nest under it
+    parent_run_id: str  # the campaign's MLflow run; each round's run nests under it, and its training run under that

@@ -2,13 +2,15 @@
 
 The parent run carries the spec; each round's child carries the change as params, the objective and chosen
 run metrics as metrics, the commit / verdict / kind / round as tags, and the diff, memory entry and
-status.json as artifacts. The training run a round launches becomes a child of the parent too (the
-trainer reads EVOLVE_PARENT_RUN_ID), so the UI shows a campaign as one tree.
+status.json as artifacts. The training run a round launches nests under that round's child (launch makes
+the child first and hands its id over as EVOLVE_PARENT_RUN_ID), so the UI shows a campaign as one tree:
+campaign → round-3 → round-3/train.
 
-Resuming must not fork that tree: `start` reopens the parent run whose id the campaign state kept, and
-`log_round` returns the existing child of a round already logged. A child is only
-"logged" once its last write (the `evolve.complete` tag) landed; a half-written one from a crash is
-deleted and written again.
+Resuming must not fork that tree. `start` reopens the parent run whose id the campaign kept, or, when a
+kill came before the id was kept, finds it by the campaign's uid tag (written down before the run was
+made). `round_run` finds a round's child by its tags before making one, so a resumed launch or reflect
+reuses it. A child is only "logged" once its last write (the `evolve.complete` tag) landed; a half-written
+one from a crash is completed in place (never deleted: its training run hangs under it).
 
 The trainer calls `mlflow.set_tracking_uri` (global state), so everything here goes through an
 `MlflowClient` built with an explicit URI and never through the fluent API.
@@ -52,7 +54,10 @@ class NullTracker:
 
     parent_run_id: str = ""
 
-    def start(self, spec: dict[str, Any], run_id: str = "") -> str:
+    def start(self, spec: dict[str, Any], run_id: str = "", uid: str = "") -> str:
+        return ""
+
+    def round_run(self, n: int) -> str:
         return ""
 
     def log_round(self, record: RoundRecord, diff: str, memory_entry: str, status_json: Path | None = None,
@@ -67,7 +72,7 @@ class NullTracker:
 
 class CampaignTracker(NullTracker):
     def __init__(self, uri: str = "", experiment: str = "evolve", campaign_name: str = "campaign"):
-        from mlflow.entities import Metric, Param  # slow to import; only tracked campaigns pay for it
+        from mlflow.entities import Metric, Param, RunTag  # slow to import; only tracked campaigns pay for it
         from mlflow.tracking import MlflowClient
 
         # after the import, which configures mlflow's loggers: its INFO lines would drown the progress output
@@ -79,22 +84,33 @@ class CampaignTracker(NullTracker):
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         self.parent_run_id = ""
-        self._Metric, self._Param = Metric, Param
+        self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
 
     # ------------------------------------------------------------------------------------ parent
 
-    def start(self, spec: dict[str, Any], run_id: str = "") -> str:
-        """The campaign's parent run: `run_id` when resuming (the id the campaign state kept), else a new one.
+    def start(self, spec: dict[str, Any], run_id: str = "", uid: str = "") -> str:
+        """The campaign's parent run, made at most once per campaign.
 
-        Resume goes by id, not by a search on the name: a campaign deleted and started again under the
-        same name must not inherit the old one's tree. A finished parent that is resumed is reopened.
+        `run_id` is the id the campaign kept (a resume). Without one, `uid` (the campaign's own id, written
+        down before this call) finds the parent of a start that was killed before it could keep the id; only
+        when that finds nothing is a new parent made, tagged with `uid`. Never a search on the name: a
+        campaign deleted and started again under the same name must not inherit the old one's tree.
+        A killed campaign's parent is reopened; a FINISHED one stays finished (only the finish node sets
+        that, and a finished campaign has nothing left to run).
         """
+        if not run_id and uid:
+            found = self._search(f"tags.`evolve.role` = 'campaign' and tags.`evolve.campaign_uid` = '{_quote(uid)}'")
+            if found:
+                run_id = min(found, key=lambda r: r.info.start_time).info.run_id
+                self._log_params(run_id, flatten(spec))  # the kill may have come before they were logged
         if run_id:
-            if self.client.get_run(run_id).info.status not in _UNFINISHED:
+            if self.client.get_run(run_id).info.status not in (*_UNFINISHED, "FINISHED"):
                 self.client.update_run(run_id, status="RUNNING")
             self.parent_run_id = run_id
             return run_id
         tags = {"mlflow.runName": self.campaign, "evolve.campaign": self.campaign, "evolve.role": "campaign"}
+        if uid:
+            tags["evolve.campaign_uid"] = uid
         self.parent_run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         self._log_params(self.parent_run_id, flatten(spec))
         return self.parent_run_id
@@ -106,21 +122,30 @@ class CampaignTracker(NullTracker):
 
     # ------------------------------------------------------------------------------------ rounds
 
+    def round_run(self, n: int) -> str:
+        """Round n's child run, made once: launch makes it before the run starts (the training run nests
+        under it) and `log_round` completes it. Found again by its tags, so a re-run node reuses it."""
+        if not self.parent_run_id:
+            raise RuntimeError("CampaignTracker.round_run before start(): there is no parent run to attach to")
+        runs = self._children(f" and tags.`evolve.round` = '{n}'")
+        if runs:  # a complete one first (from before children were made early), else the oldest
+            return min(runs, key=lambda r: (r.data.tags.get("evolve.complete") != "1", r.info.start_time)).info.run_id
+        tags = {"mlflow.parentRunId": self.parent_run_id, "mlflow.runName": f"round-{n}",
+                "evolve.campaign": self.campaign, "evolve.role": "round", "evolve.round": str(n)}
+        return self.client.create_run(self.experiment_id, tags=tags).info.run_id
+
     def log_round(self, record: RoundRecord, diff: str, memory_entry: str, status_json: Path | None = None,
                   metrics: dict[str, float] | None = None) -> str:
-        """The round's child run (created once per round). `metrics` are selected metrics of the training run."""
+        """Complete the round's child run (the one launch made, or a new one). `metrics` are selected metrics
+        of the training run. Every write can be repeated after a crash: tags and artifacts are overwritten,
+        params are logged with the same values, metrics only once."""
         if not self.parent_run_id:
             raise RuntimeError("CampaignTracker.log_round before start(): there is no parent run to attach to")
-        for run in self._children(f" and tags.`evolve.round` = '{record.round}'"):
-            if run.data.tags.get("evolve.complete") == "1":
-                return run.info.run_id
-            self.client.delete_run(run.info.run_id)  # torn by a crash; write it again from the record
+        run_id = self.round_run(record.round)
+        run = self.client.get_run(run_id)
+        if run.data.tags.get("evolve.complete") == "1":
+            return run_id
         tags = {
-            "mlflow.parentRunId": self.parent_run_id,
-            "mlflow.runName": f"round-{record.round}",
-            "evolve.campaign": self.campaign,
-            "evolve.role": "round",
-            "evolve.round": str(record.round),
             "evolve.commit": record.commit,
             "evolve.parent_commit": record.parent,
             "evolve.verdict": record.verdict,
@@ -129,12 +154,13 @@ class CampaignTracker(NullTracker):
         }
         if record.mlflow_run_id:
             tags["evolve.train_run_id"] = record.mlflow_run_id
-        run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        self.client.log_batch(run_id, tags=[self._RunTag(k, v) for k, v in tags.items()])
         self._log_params(run_id, flatten(record.proposal.get("changes") or {}))
         values = {"wall_s": record.wall_s, **(metrics or {})}
         if record.objective is not None:
             values["objective"] = record.objective
-        self._log_metrics(run_id, values, step=record.round)
+        if not run.data.metrics:  # one batch, so either all of them landed or none did
+            self._log_metrics(run_id, values, step=record.round)
         self.client.log_text(run_id, diff, "diff.patch")
         self.client.log_text(run_id, memory_entry, "memory.md")
         if status_json is not None and Path(status_json).is_file():

@@ -24,6 +24,7 @@ def _isolated_tracking(monkeypatch, mlflow_uri):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     monkeypatch.delenv("EVOLVE_RUN_DIR", raising=False)
     monkeypatch.delenv("EVOLVE_PARENT_RUN_ID", raising=False)
+    monkeypatch.delenv("EVOLVE_RUN_NAME", raising=False)
 
 
 def run_trainer(*args: str, timeout: float = 120, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,12 @@ launch:
   command: python -m trainer.train --config config.yaml
   env: {OMP_NUM_THREADS: "1"}
   timeout_s: 600
-  launcher: docker
+  launcher: local
   max_memory_mb: 4096
   max_cpu_s: 900
   max_file_mb: 64
+  max_processes: 0
+  isolation: "off"
 objective:
   metric: score
   mode: min
@@ -63,8 +66,8 @@ tracking: {uri: "sqlite:///x.db", experiment: exp}
         "workspace": {"editable": ["config.yaml", "src/**/*.py"], "template": "/abs/template", "repo": "",
                       "root": "/abs/workspaces"},
         "launch": {"command": "python -m trainer.train --config config.yaml", "env": {"OMP_NUM_THREADS": "1"},
-                   "timeout_s": 600.0, "launcher": "docker", "max_memory_mb": 4096, "max_cpu_s": 900,
-                   "max_file_mb": 64, "keep_checkpoints": "all"},
+                   "timeout_s": 600.0, "launcher": "local", "max_memory_mb": 4096, "max_cpu_s": 900,
+                   "max_file_mb": 64, "max_processes": 0, "isolation": "off", "keep_checkpoints": "all"},
         "objective": {"metric": "score", "mode": "min", "source": "file", "path": "out/score.json",
                       "noise_margin": 0.01},
         "budget": {"rounds": 3, "wall_s": 10000.0, "tokens": 50000},  # "1e4": a YAML 1.1 string; floats accept it
@@ -121,7 +124,10 @@ def test_relative_repo_root_and_memory_resolve_against_the_spec_directory(tmp_pa
     (MINIMAL.replace("  editable: [config.yaml]\n", ""), "workspace.editable: required"),
     (MINIMAL.replace("template: tpl", "template: tpl\n  repo: ../r"), "workspace: set exactly one of template"),
     (MINIMAL.replace("template: tpl", "root: ws"), "workspace: set exactly one of template"),
-    (with_section("launch", "{command: x, launcher: k8s}"), "launch.launcher: must be 'local' or 'docker'"),
+    (with_section("launch", "{command: x, launcher: k8s}"), "launch.launcher: must be 'local', got 'k8s'"),
+    (with_section("launch", "{command: x, launcher: docker}"), "launch.launcher: 'docker' is not implemented yet"),
+    (with_section("launch", "{command: x, max_file_mb: lots}"), "launch.max_file_mb: must be auto"),
+    (with_section("launch", "{command: x, isolation: none}"), "launch.isolation: must be 'auto'"),
     (with_section("objective", "{metric: m, mode: maximise}"), "objective.mode: must be 'max' or 'min'"),
     (with_section("objective", "{metric: m, source: stdout}"), "objective.source: must be one of"),
     (with_section("objective", "{metric: m, source: file}"), "objective.path: required when source is 'file'"),
@@ -131,7 +137,7 @@ def test_relative_repo_root_and_memory_resolve_against_the_spec_directory(tmp_pa
     (with_section("budget", "{rounds: 0}"), "budget.rounds: must be > 0"),
     (with_section("budget", "{wall_s: -1}"), "budget.wall_s: must be > 0, or 0"),
     (with_section("launch", "{command: x, timeout_s: 0}"), "launch.timeout_s: must be > 0"),
-    (with_section("launch", "{command: x, max_memory_mb: -1}"), "launch.max_memory_mb: must be >= 0"),
+    (with_section("launch", "{command: x, max_memory_mb: -1}"), "launch.max_memory_mb: must be auto (the"),
     (with_section("launch", "[a, b]"), "launch: expected a mapping"),
     (MINIMAL.replace("name: demo", "name: my campaign"), "name: 'my campaign' must match"),
     (MINIMAL.replace("name: demo", "name: .."), "name: '..' must match"),
@@ -162,3 +168,43 @@ def test_top_level_must_be_a_mapping(tmp_path):
 def test_missing_file_names_the_file(tmp_path):
     with pytest.raises(SpecError, match=r"x\.yaml: spec file not found; "):
         load_spec(tmp_path / "x.yaml")
+
+
+@pytest.mark.parametrize("pattern, needle", [
+    ("../../etc", "has a '..' component"), ("src/../../x", "has a '..' component"),
+    ("/etc/passwd", "is an absolute path"), (".git/hooks/*", "is under .git/"), (".git", "is under .git/"),
+    ("./.git/config", "is under .git/"), (".", "names the workspace itself"),
+])
+def test_editable_entries_that_can_never_match_are_refused_in_code_too(pattern, needle):
+    # regression: these were accepted, and round 1 ran before anything noticed
+    from evolve.spec import WorkspaceSpec
+
+    with pytest.raises(SpecError, match=rf"workspace.editable\[1\]: '{re.escape(pattern)}' {needle}"):
+        WorkspaceSpec(editable=["config.yaml", pattern], template="tpl")
+    WorkspaceSpec(editable=["config.yaml", "src/**/*.py", ".gitignore", "./scaffold.py", "*"], template="tpl")
+
+
+def test_the_objective_file_stays_inside_the_run_directory(tmp_path):
+    for path in ("/etc/passwd", "../x.json", "out/../../x.json"):
+        with pytest.raises(SpecError, match="objective.path: .* must be a path inside the run directory"):
+            load_spec(write(tmp_path, with_section("objective", f"{{metric: m, source: file, path: '{path}'}}")))
+    assert load_spec(write(tmp_path, with_section("objective", "{metric: m, source: file, path: out/x.json}")))
+
+
+def test_a_name_is_never_a_path():
+    from evolve.spec import name_problem
+
+    assert name_problem("demo") == name_problem("rl-addition.v2") == ""
+    for bad in ("../campaigns/demo", "a/b", "", ".x", "x.lock", "a..b", "x."):
+        assert "must match" in name_problem(bad)
+
+
+def test_brain_file_options_resolve_against_the_spec_directory_like_every_other_path(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    rules = load_spec(write(tmp_path / "sub", with_section("brain", "{kind: rules, options: {moves: m.yaml}}")))
+    assert rules.brain.options["moves"] == str(tmp_path / "sub" / "m.yaml")
+    moe = load_spec(write(tmp_path / "sub", with_section("brain", "{kind: moe, options: {checkpoint: run/x.pt}}")))
+    assert moe.brain.options["checkpoint"] == str(tmp_path / "sub" / "run" / "x.pt")
+    odd = load_spec(write(tmp_path / "sub", with_section("brain", "{kind: rules, options: {moves: 5}}")))
+    assert odd.brain.options["moves"] == 5  # left for the brain's own check to refuse, naming the key

@@ -1,14 +1,17 @@
-"""Campaign tracking against a real sqlite MLflow store: one parent per campaign, one child per round."""
+"""Campaign tracking against a real sqlite MLflow store: one parent per campaign, one child per round, and the
+round's training run under that child."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 from evolve.memory import Ledger, Memory, RoundRecord, criticise
 from evolve.tracking import CampaignTracker, NullTracker, resolve_uri
+from trainer.tracking import MlflowTracker
 
 SPEC = {"name": "demo", "launch": {"command": "python -m trainer.train"}, "budget": {"rounds": 3}}
 
@@ -48,10 +51,37 @@ def test_resumed_campaign_reopens_its_parent_by_id(uri, exp):
     assert CampaignTracker(uri, exp, "demo").start(SPEC) != parent  # a new campaign of the same name: new tree
     run = MlflowClient(uri).get_run(parent)
     assert run.data.tags["evolve.campaign"] == "demo" and run.data.params["budget.rounds"] == "3"
-    first.finish("succeeded")
-    assert MlflowClient(uri).get_run(parent).info.status == "FINISHED"
-    CampaignTracker(uri, exp, "demo").start(SPEC, run_id=parent)  # resuming a finished campaign reopens it
-    assert MlflowClient(uri).get_run(parent).info.status == "RUNNING"
+    client = MlflowClient(uri)
+    client.set_terminated(parent, "KILLED")
+    CampaignTracker(uri, exp, "demo").start(SPEC, run_id=parent)  # resuming a killed campaign reopens it
+    assert client.get_run(parent).info.status == "RUNNING"
+
+
+def test_resuming_a_finished_campaign_leaves_its_parent_finished(uri, exp):
+    # regression: the resume reopened it (RUNNING) before the graph found there was nothing left to run
+    tracker = CampaignTracker(uri, exp, "demo")
+    parent = tracker.start(SPEC)
+    tracker.finish("finished")
+    client = MlflowClient(uri)
+    ended = client.get_run(parent).info
+    assert CampaignTracker(uri, exp, "demo").start(SPEC, run_id=parent) == parent
+    again = client.get_run(parent).info
+    assert (again.status, again.end_time) == ("FINISHED", ended.end_time)
+
+
+def test_a_parent_whose_id_was_never_kept_is_found_by_the_campaign_uid(uri, exp):
+    # regression: a start killed between making the parent and writing campaign.json got a new parent per resume
+    tracker, client = CampaignTracker(uri, exp, "demo"), MlflowClient(uri)
+    # as the killed start left it: made and tagged (one call), its params not logged yet
+    made = client.create_run(tracker.experiment_id, tags={"evolve.role": "campaign", "evolve.campaign_uid": "u1",
+                                                          "evolve.campaign": "demo"}).info.run_id
+    for _ in range(2):
+        assert CampaignTracker(uri, exp, "demo").start(SPEC, uid="u1") == made
+    assert client.get_run(made).data.params["budget.rounds"] == "3"
+    other = CampaignTracker(uri, exp, "demo").start(SPEC, uid="u2")  # another campaign of the same name
+    assert other != made
+    parents = client.search_runs([client.get_experiment_by_name(exp).experiment_id], "tags.`evolve.role` = 'campaign'")
+    assert sorted(r.data.tags["evolve.campaign_uid"] for r in parents) == ["u1", "u2"]
 
 
 def test_log_round_writes_a_child_with_tags_params_metrics_and_artifacts(uri, exp, tmp_path):
@@ -88,16 +118,46 @@ def test_log_round_is_idempotent_per_round(uri, exp):
     assert again.child_rounds() == [1]
 
 
-def test_a_half_written_child_is_replaced(uri, exp):
+def test_a_half_written_child_is_completed_in_place(uri, exp):
+    # not replaced: the round's training run hangs under it
     tracker = CampaignTracker(uri, exp, "demo")
     parent = tracker.start(SPEC)
     client = MlflowClient(uri)
     torn = client.create_run(tracker.experiment_id, tags={"mlflow.parentRunId": parent, "evolve.role": "round",
                                                           "evolve.round": "1"}).info.run_id
+    record = make_record(1)
+    client.log_batch(torn, params=[Param("rl.lr", "0.0001")])  # the crash came after the first params landed
     assert tracker.child_rounds() == []  # not complete, so not counted
-    child = tracker.log_round(make_record(1), "", "", None)
-    assert child != torn and client.get_run(torn).info.lifecycle_stage == "deleted"
+    assert tracker.log_round(record, "", "", None, metrics={"eval/accuracy": 0.5}) == torn
+    run = client.get_run(torn)
+    assert run.info.status == "FINISHED" and run.data.tags["evolve.verdict"] == "keep"
+    assert run.data.params["rl.lr"] == "0.0001" and run.data.metrics["objective"] == 0.5
     assert tracker.child_rounds() == [1]
+
+
+def test_the_round_run_is_made_once_before_launch_and_the_training_run_nests_under_it(uri, exp, monkeypatch):
+    tracker = CampaignTracker(uri, exp, "demo")
+    parent = tracker.start(SPEC)
+    round_run = tracker.round_run(3)
+    resumed = CampaignTracker(uri, exp, "demo")
+    resumed.start(SPEC, run_id=parent)
+    assert resumed.round_run(3) == round_run  # a re-run launch reuses it
+    # the launch hands it to the trainer, whose own tracker nests its run under it
+    monkeypatch.setenv("EVOLVE_PARENT_RUN_ID", round_run)
+    monkeypatch.setenv("EVOLVE_RUN_NAME", "round-3/train")
+    train = MlflowTracker(uri, "ignored: a nested run joins its parent's experiment", "round-3")
+    train.finish("succeeded", {}, [])
+    record = make_record(3)
+    record.mlflow_run_id = train.run_id
+    assert resumed.log_round(record, "", "", None) == round_run  # reflect completes the same run
+    client = MlflowClient(uri)
+    trained = client.get_run(train.run_id)
+    assert trained.data.tags["mlflow.parentRunId"] == round_run and trained.data.tags["mlflow.runName"] == \
+           "round-3/train" and trained.info.experiment_id == tracker.experiment_id
+    done = client.get_run(round_run).data.tags
+    assert (done["mlflow.parentRunId"], done["mlflow.runName"], done["evolve.train_run_id"]) == \
+           (parent, "round-3", train.run_id)
+    assert resumed.child_rounds() == [3]  # the training run is no round of its own
 
 
 def test_crashed_round_child_is_marked_failed(uri, exp):
@@ -115,7 +175,7 @@ def test_log_round_before_start_is_an_error(uri, exp):
 
 def test_null_tracker_has_the_same_interface_and_does_nothing():
     null = NullTracker()
-    assert null.start(SPEC) == "" and null.log_round(make_record(1), "", "", None) == ""
+    assert null.start(SPEC) == "" and null.log_round(make_record(1), "", "", None) == "" and null.round_run(1) == ""
     assert null.child_rounds() == [] and null.finish("failed") is None
 
 

@@ -1,5 +1,8 @@
 """MLflow logging for one training run, and a null tracker with the same methods.
 
+Launched by a campaign, the run nests under the run named by EVOLVE_PARENT_RUN_ID (the round's) in that
+run's experiment, under the name EVOLVE_RUN_NAME.
+
 Metrics are buffered and flushed in batches: one SQLite write per step would cost more than a tiny
 model's training step.
 """
@@ -33,8 +36,9 @@ class MlflowTracker(NullTracker):
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
-        tags = {"mlflow.runName": run_name}
-        parent = os.environ.get("EVOLVE_PARENT_RUN_ID")  # set by a campaign that launched us
+        # a campaign names its runs (round-3/train under its round-3), so the UI can tell them apart
+        tags = {"mlflow.runName": os.environ.get("EVOLVE_RUN_NAME") or run_name}
+        parent = os.environ.get("EVOLVE_PARENT_RUN_ID")  # set by a campaign that launched us: its round's run
         if parent:
             # the UI nests runs only within one experiment, so a campaign's runs join the campaign's
             tags["mlflow.parentRunId"] = parent
