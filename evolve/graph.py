@@ -3,8 +3,9 @@
     START → plan → edit → launch → triage → reflect → decide ─┬─► plan   (budget left)
                                                               └─► finish → END
 
-`decide` routes with a `Command`. The SQLite checkpointer saves the state after every node with
-`durability="sync"` (written before the next node starts), so a SIGKILL loses at most the node in flight.
+`plan` (to edit, or to finish when the parent fails and no remedy is left) and `decide` route with a
+`Command`. The SQLite checkpointer saves the state after every node with `durability="sync"` (written
+before the next node starts), so a SIGKILL loses at most the node in flight.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def build(checkpointer: SqliteSaver) -> CompiledStateGraph:
     g.add_node("decide", nodes.decide)
     g.add_node("finish", nodes.finish)
     g.add_edge(START, "plan")
-    g.add_edge("plan", "edit")
     g.add_edge("edit", "launch")
     g.add_edge("launch", "triage")
     g.add_edge("triage", "reflect")

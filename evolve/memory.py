@@ -15,10 +15,13 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from evolve.files import FileFormatError, decode_line, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +56,51 @@ class RoundRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoundRecord:
-        known = {f.name for f in fields(cls)}
-        # ignore keys a newer version may have added, so an old agent can still resume from the ledger
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """A record from its dict. ValueError naming the field when one is missing or of the wrong type
+        (the trainer config's rules: an int is not a str, a bool is not an int)."""
+        from trainer.config import ConfigError, coerce_value
+
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in d:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise ValueError(f"{f.name}: required")
+                continue
+            value, hint = d[f.name], hints[f.name]
+            if type(None) in typing.get_args(hint):  # `float | None`: None, or a value of the other arm
+                if value is None:
+                    kwargs[f.name] = None
+                    continue
+                hint = next(arm for arm in typing.get_args(hint) if arm is not type(None))
+            try:
+                kwargs[f.name] = coerce_value(value, hint, f.name)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        # keys a newer version may have added are ignored, so an old agent can still resume from the ledger
+        return cls(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------- ledger
 
+class LedgerError(ValueError):
+    """A ledger line that is not a round record (one line naming the file and the line)."""
+
+
 class Ledger:
-    """One RoundRecord per line of a JSONL file, appended durably (flush + fsync)."""
+    """One RoundRecord per line of a JSONL file, appended durably (flush + fsync).
+
+    Reading never writes: a torn last line (a crash mid-append: no newline, not a record) is skipped with
+    a warning, and cut off by the next append. Any other line that is not a record is a LedgerError naming
+    the file and line, since only a person can say what it should have been."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     def records(self) -> list[RoundRecord]:
-        return [RoundRecord.from_dict(d) for d in self._load()]
+        return self._read(repair=False)
 
     def last_round(self) -> int:
         """The highest recorded round, 0 when none (rounds count from 1)."""
@@ -75,7 +108,7 @@ class Ledger:
 
     def append(self, record: RoundRecord) -> bool:
         """Write the record unless its round is already there. Returns whether it was written."""
-        if any(d.get("round") == record.round for d in self._load()):
+        if any(r.round == record.round for r in self._read(repair=True)):
             return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record.to_dict(), sort_keys=True, allow_nan=False) + "\n"
@@ -85,25 +118,31 @@ class Ledger:
             os.fsync(f.fileno())
         return True
 
-    def _load(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
+    def _read(self, repair: bool) -> list[RoundRecord]:
+        if not self.path.exists():
             return []
-        text = self.path.read_text(encoding="utf-8")
-        lines = text.splitlines(keepends=True)
-        out: list[dict[str, Any]] = []
-        for i, line in enumerate(lines):
-            if not line.strip():
+        try:
+            with open_regular(self.path) as f:
+                data = f.read()
+        except (OSError, FileFormatError) as e:
+            raise LedgerError(f"{self.path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+        lines = data.splitlines(keepends=True)
+        out: list[RoundRecord] = []
+        for i, raw in enumerate(lines):
+            if not raw.strip():
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i != len(lines) - 1:
-                    # only the last line can be torn by a crash; damage elsewhere needs a person
-                    raise ValueError(f"{self.path}:{i + 1}: corrupt ledger line (not the last one)") from None
-                log.warning("%s: dropping a torn last line (a crash mid-write?): %.80r", self.path, line)
-                self._truncate(len("".join(lines[:i]).encode("utf-8")))
-                return out
-        if text and not text.endswith("\n"):
+                out.append(RoundRecord.from_dict(json.loads(decode_line(raw, self.path, i + 1))))
+            except (ValueError, RecursionError) as e:  # JSONDecodeError and FileFormatError are ValueErrors
+                if i == len(lines) - 1 and not raw.endswith(b"\n"):  # a torn append never wrote its newline
+                    log.warning("%s:%d: skipping a torn last line (a crash mid-write?): %.80r", self.path, i + 1, raw)
+                    if repair:
+                        self._truncate(len(b"".join(lines[:i])))
+                    return out
+                why = str(e).removeprefix(f"{self.path}: line {i + 1}: ")
+                raise LedgerError(f"{self.path}:{i + 1}: corrupt ledger line, not a round record "
+                                  f"({one_line(why, 200)}); fix or delete that line") from None
+        if repair and data and not data.endswith(b"\n"):
             # a complete record whose newline was lost: restore it so the next append starts a new line
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write("\n")
@@ -177,37 +216,46 @@ def criticise(proposal: dict[str, Any], status: str, kind: str, objective: float
     """The self-criticism of one round: what was tried and expected, what happened, and the lesson.
 
     Plain rules, no model: the point is a record the next plan can read, written the same way every round.
-    `best` is the best objective before this round (None for the first round).
+    `best` is the best objective before this round (None while no round was kept). The lesson must be true
+    in every branch: no best yet, first best, better, tie, worse, crash, no objective.
     """
     change = describe_changes(proposal.get("changes"))
-    observed = f"{status}, {kind}, objective {fmt_num(objective)} vs best {fmt_num(best)}"
-    target = proposal.get("target")
-    if verdict == "crash" and target and kind not in (target, "crash"):
-        lesson = (f"{change} removed {target}, and the run then failed with {kind}: keep this fix and add "
-                  f"one for {kind}")
-    elif verdict == "crash":
-        lesson = f"{change} ended in {kind} ({status}); do not repeat it without a fix for {kind}"
-    elif verdict == "keep":
-        lesson = (f"{change} set a first baseline of {fmt_num(objective)}" if best is None else
-                  f"{change} improved the objective ({fmt_num(best)} → {fmt_num(objective)}); build on it")
-    elif objective is None:
-        lesson = f"{change} produced no objective ({kind}); check the run writes {status!r} results"
-    elif best is not None and objective == best:
-        lesson = f"{change} made no measurable difference; try a larger step or another knob"
-    else:
-        worse = best is not None and (objective < best if mode == "max" else objective > best)
-        outcome = "made it worse" if worse else "did not beat the best by the noise margin"
-        lesson = f"{change} {outcome}; avoid this direction"
-        if kind != "healthy":
-            lesson += f" (the run also showed {kind})"
+    versus = f"best {fmt_num(best)}" if best is not None else "no best yet"
     return {
         "hypothesis": one_line(proposal.get("hypothesis", "")),
         "change": change,
         "expected": one_line(proposal.get("expected", "")),
-        "observed": observed,
+        "observed": f"{status}, {kind}, objective {fmt_num(objective)} vs {versus}",
         "verdict": verdict,
-        "lesson": one_line(lesson, 500),
+        "lesson": one_line(_lesson(change, proposal.get("target"), status, kind, objective, best, verdict, mode), 500),
     }
+
+
+def _lesson(change: str, target: str | None, status: str, kind: str, objective: float | None, best: float | None,
+            verdict: str, mode: str) -> str:
+    # a succeeded run's triage warning is recorded with it, never a reason it was or was not kept
+    warned = f" (triage warned of {kind}; recorded, not a veto)" if kind not in ("healthy", "") else ""
+    if verdict == "crash":
+        if target and kind not in (target, "crash", "healthy"):
+            return (f"{change} removed {target}, and the run then failed with {kind}: keep this fix and add "
+                    f"one for {kind}")
+        if status == "succeeded" and objective is None:
+            return f"{change} finished but reported no objective; check that the run writes the metric the spec reads"
+        return f"{change} ended in {kind} ({status}); do not repeat it without a fix for {kind}"
+    if verdict == "keep":
+        if best is None:
+            return f"{change} gave the first objective, {fmt_num(objective)}, now the best{warned}; build on it"
+        return f"{change} improved the objective ({fmt_num(best)} → {fmt_num(objective)}){warned}; build on it"
+    if objective is None or best is None:  # judge never reverts these; still true should that change
+        return f"{change} was not kept (objective {fmt_num(objective)}){warned}"
+    if objective == best:
+        return (f"{change} made no measurable difference ({fmt_num(objective)}, equal to the best){warned}; "
+                "try a larger step or another knob")
+    worse = objective < best if mode == "max" else objective > best
+    if worse:
+        return f"{change} made it worse ({fmt_num(best)} → {fmt_num(objective)}){warned}; avoid this direction"
+    return (f"{change} did not beat the best ({fmt_num(best)} → {fmt_num(objective)}) by the noise margin{warned}; "
+            "a gain this small is noise")
 
 
 # ---------------------------------------------------------------------------------------- memory file

@@ -4,12 +4,14 @@ Each node takes the checkpointed `RoundState` and the run-time `Campaign`, does 
 returns a small state update. A campaign killed at any instant is resumed by re-running the node it was
 in from its start, so every node is idempotent:
 
-- plan:    a pure function of the ledger, the last diagnosis and the workspace (the rules brain is
-           deterministic), so re-planning proposes the same change.
+- plan:    a pure function of the ledger, the diagnoses and the workspace (the rules brain is
+           deterministic), so re-planning proposes the same change, or ends the campaign the same way
+           when the parent fails and no remedy is left.
 - edit:    puts the tree back at the parent before applying, so a half-applied edit is redone, not
            stacked; a round already committed is reused (`commit_round` is idempotent).
 - launch:  a finished run (launch.json) is not run again; an interrupted one is ended (its process
-           group, which outlived the agent) and moved aside as `round-<n>.attempt-<k>`, then relaunched.
+           group, which outlived the agent) and moved aside as `round-<n>.attempt-<k>`, then relaunched
+           under the same MLflow round child (found by its tags before one is made).
 - triage:  reads files, writes diagnosis.json.
 - reflect: ledger, memory file and MLflow child each skip a round they already hold.
 - decide:  moving a tag and resetting to the best round are both idempotent.
@@ -18,6 +20,7 @@ in from its start, so every node is idempotent:
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -29,11 +32,12 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from evolve import budget, launcher
-from evolve.brains import PlanContext, Proposal, apply_changes
-from evolve.files import read_json, write_atomic
-from evolve.memory import Memory, RoundRecord, criticise, describe_changes
+from evolve.brains import NoRemedyLeft, ParentRun, PlanContext, Proposal, apply_changes
+from evolve.files import FileFormatError, load_json_object, read_json, write_atomic
+from evolve.memory import Memory, RoundRecord, criticise, describe_changes, one_line
 from evolve.objective import ObjectiveError, judge, read_objective
 from evolve.state import Campaign, RoundState
+from evolve.triage import Diagnosis, Evidence
 from evolve.triage import triage as diagnose
 
 BASELINE = Proposal("baseline", "Measure the workspace as it is, so every later change has a number to beat.",
@@ -46,23 +50,35 @@ class EditError(RuntimeError):
 
 # ---------------------------------------------------------------------------------------- plan, edit
 
-def plan(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
+def plan(state: RoundState, runtime: Runtime[Campaign]) -> Command[Literal["edit", "finish"]]:
     c = runtime.context
     n = state.get("round", 0) + 1
-    proposal = BASELINE if n == 1 else c.brain.propose(plan_context(c, n))
+    try:
+        proposal = BASELINE if n == 1 else c.brain.propose(plan_context(c, n))
+    except NoRemedyLeft as e:  # the parent fails and nothing is left to fix it with: a move would be wasted
+        c.progress.say(f"round {n}/{c.spec.budget.rounds} · not started · {e}")
+        return Command(update={"stop": str(e)}, goto="finish")
     c.progress.planned(n, proposal.to_dict())
-    return {"round": n, "parent": c.workspace.best(), "proposal": proposal.to_dict(), "commit": "",
-            "run_dir": "", "status": "", "kind": "", "objective": None, "verdict": ""}
+    return Command(update={"round": n, "parent": c.workspace.best(), "proposal": proposal.to_dict(), "commit": "",
+                           "run_dir": "", "status": "", "kind": "", "objective": None, "verdict": ""}, goto="edit")
 
 
 def plan_context(c: Campaign, n: int) -> PlanContext:
+    """What the brain sees: the ledger, the last diagnosis, and the parent the edit will be made on (the last
+    kept round, else round 1, the unchanged start) with the diagnoses of it and of every round since."""
+    records = [r for r in c.ledger.records() if r.round < n]
     history = [{"round": r.round, "proposal": r.proposal, "verdict": r.verdict, "objective": r.objective,
-                "kind": r.kind} for r in c.ledger.records() if r.round < n]
+                "kind": r.kind} for r in records]
+    kept = [r for r in records if r.verdict == "keep"]
+    base = kept[-1] if kept else next((r for r in records if r.round == 1), None)
+    parent = ParentRun(base.round, base.status, base.kind, base.objective) if base else None
+    diagnoses = {r.round: d for r in records if base and r.round >= base.round
+                 if (d := read_json(c.paths.run_dir(r.round) / "diagnosis.json"))}
     config_path = c.workspace.path / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     return PlanContext(diagnosis=read_json(c.paths.run_dir(n - 1) / "diagnosis.json") or None, history=history,
                        config=config if isinstance(config, dict) else {}, memory_summary=c.memory.summary(),
-                       round=n, objective_mode=c.spec.objective.mode)
+                       round=n, objective_mode=c.spec.objective.mode, parent=parent, diagnoses=diagnoses)
 
 
 def edit(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
@@ -96,14 +112,16 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
         timeout = spec.timeout_s
         if c.spec.budget.wall_s:  # never run past the campaign's budget by more than a minute
             timeout = min(timeout, max(60.0, c.spec.budget.wall_s - sum(walls)))
-        limits = launcher.Limits(timeout, spec.max_memory_mb, spec.max_cpu_s, spec.max_file_mb)
-        env = {**spec.env, "MLFLOW_TRACKING_URI": c.tracking_uri, "EVOLVE_PARENT_RUN_ID": c.parent_run_id,
-               "EVOLVE_CAMPAIGN": c.spec.name, "EVOLVE_ROUND": str(n),
+        limits, containment = launcher.for_spec(spec, timeout, run_dir)  # `auto` limits resolve on this machine
+        # the training run nests under the round's MLflow run, made now (once) so there is one to nest under
+        round_run = c.tracker.round_run(n) or c.parent_run_id
+        env = {**spec.env, "MLFLOW_TRACKING_URI": c.tracking_uri, "EVOLVE_PARENT_RUN_ID": round_run,
+               "EVOLVE_RUN_NAME": f"round-{n}/train", "EVOLVE_CAMPAIGN": c.spec.name, "EVOLVE_ROUND": str(n),
                # `python` and `evolve` in a spec's command mean the agent's own environment
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         pid_file = run_dir / "launch.pid"
         result = launcher.launch(spec.command, c.workspace.path, run_dir, limits, env=env, on_line=c.progress.output,
-                                 on_start=lambda pid: write_atomic(pid_file, str(pid)))
+                                 on_start=lambda pid: write_atomic(pid_file, str(pid)), containment=containment)
         write_atomic(done, json.dumps({"returncode": result.returncode, "signal": result.signal,
                                  "timed_out": result.timed_out, "wall_s": round(result.wall_s, 3)}))
         pid_file.unlink(missing_ok=True)
@@ -111,14 +129,40 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
 
 
 def run_status(run_dir: Path) -> str:
-    """The run's own status.json verdict when it wrote one, else what the launcher saw."""
-    status = read_json(run_dir / "status.json").get("status")
-    if status:
-        return str(status)
+    """The run's own status.json verdict when it wrote one, else what the launcher saw; "failed" when
+    its status.json is malformed (triage then says why)."""
+    body, problem = read_run_status(run_dir)
+    if problem:
+        return "failed"
+    if body.get("status"):
+        return one_line(body["status"], 100)
     launched = read_json(run_dir / "launch.json")
-    if launched.get("timed_out"):
+    if launched.get("timed_out") is True:
         return "timeout"
     return "succeeded" if launched.get("returncode") == 0 else "failed"
+
+
+# the trainer's contract for status.json (trainer/rundir.py); each key may also be absent or null
+_STATUS_SHAPE = (("status", str, "a string"), ("failure", dict, "an object"), ("summary", dict, "an object"))
+
+
+def read_run_status(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """The run's status.json ({} when there is none) and what is wrong with it ("" when nothing).
+
+    The file is written by launched code, so it is untrusted input: not JSON, not an object, or a
+    field of the wrong type is this round's failure, named here, never an exception in the campaign."""
+    path = run_dir / "status.json"
+    try:
+        body = load_json_object(path)
+    except FileFormatError as e:
+        return {}, str(e)
+    for key, kind, what in _STATUS_SHAPE:
+        if body.get(key) is not None and not isinstance(body[key], kind):
+            return {}, f"{path}: {key} must be {what}, got {one_line(json.dumps(body[key]), 60)}"
+    failure_kind = (body.get("failure") or {}).get("kind")
+    if failure_kind is not None and not isinstance(failure_kind, str):
+        return {}, f"{path}: failure.kind must be a string, got {one_line(json.dumps(failure_kind), 60)}"
+    return body, ""
 
 
 def _set_aside(run_dir: Path) -> None:
@@ -139,18 +183,42 @@ def _set_aside(run_dir: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- triage, reflect
 
+# what garbage in a run's files raises in code that reads them (a list where an object was, bytes that are
+# not text, nesting too deep): the round failed, the campaign did not
+_UNREADABLE = (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
+
+
 def triage(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
+    """Diagnose the run and read its objective. Unreadable run output (a malformed status.json, bytes that
+    are not UTF-8, an objective file that cannot be parsed) makes the round failed / crash, with the reason
+    as the evidence, so the campaign goes on and `resume` gets past it."""
     c, run_dir = runtime.context, Path(state["run_dir"])
-    diagnosis = diagnose(str(run_dir), c.playbook).to_dict()
+    _, problem = read_run_status(run_dir)
+    diagnosis, objective = None, None
+    if not problem:
+        try:
+            diagnosis = diagnose(str(run_dir), c.playbook).to_dict()
+            objective = read_objective(c.spec.objective, run_dir, c.tracking_uri)
+        except ObjectiveError as e:
+            problem = f"objective unreadable: {e}"
+        except _UNREADABLE as e:
+            problem = f"{type(e).__name__}: {e}"
+    if problem:
+        problem = one_line(problem, 500)
+        c.progress.say(f"round {state['round']}: the run's output cannot be read; the round counts as a crash: "
+                       f"{problem}")
+        diagnosis, objective = unreadable_diagnosis(problem), None
     if worded := c.brain.explain(diagnosis):  # a model brain may word the cause; the playbook's stays beside it
         diagnosis["root_cause_playbook"], diagnosis["root_cause"] = diagnosis["root_cause"], worded
     write_atomic(run_dir / "diagnosis.json", json.dumps(diagnosis, indent=2))
-    try:
-        objective = read_objective(c.spec.objective, run_dir, c.tracking_uri)
-    except ObjectiveError as e:  # a malformed results file is this round's failure, not the campaign's
-        c.progress.say(f"round {state['round']}: objective unreadable: {e}")
-        objective = None
-    return {"kind": diagnosis["kind"], "objective": objective}
+    return {"kind": diagnosis["kind"], "objective": objective, **({"status": "failed"} if problem else {})}
+
+
+def unreadable_diagnosis(problem: str) -> dict[str, Any]:
+    """The diagnosis of a run whose output could not be read: a crash, certain, with no config remedy."""
+    return Diagnosis("crash", 1.0, [Evidence("run output", None, problem)],
+                     f"The run's output could not be read, so nothing it reported can be trusted: {problem}",
+                     []).to_dict()
 
 
 def reflect(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
@@ -159,8 +227,9 @@ def reflect(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     c, n = runtime.context, state["round"]
     run_dir = Path(state["run_dir"])
     best = state.get("best_objective")
-    verdict = judge(state["status"], state["kind"], state["objective"], best, c.spec.objective)
-    summary = read_json(run_dir / "status.json").get("summary") or {}
+    verdict = judge(state["status"], state["objective"], best, c.spec.objective)
+    status_body, problem = read_run_status(run_dir)
+    summary = status_body.get("summary") or {}
     criticism = criticise(state["proposal"], state["status"], state["kind"], state["objective"], best, verdict,
                           c.spec.objective.mode)
     if n not in c.memory.rounds() and (lesson := c.brain.lesson(criticism)):
@@ -168,10 +237,11 @@ def reflect(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     record = RoundRecord(
         round=n, parent=state["parent"], commit=state["commit"], proposal=state["proposal"], status=state["status"],
         kind=state["kind"], objective=state["objective"], verdict=verdict, criticism=criticism,
-        wall_s=float(read_json(run_dir / "launch.json").get("wall_s", 0.0)),
-        mlflow_run_id=str(summary.get("mlflow_run_id") or ""))
+        wall_s=_seconds(read_json(run_dir / "launch.json").get("wall_s")),
+        mlflow_run_id=one_line(summary.get("mlflow_run_id") or "", 100))
     metrics = {f"run/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    c.tracker.log_round(record, c.workspace.diff(n), Memory.entry(record), run_dir / "status.json", metrics)
+    c.tracker.log_round(record, c.workspace.diff(n), Memory.entry(record),
+                        None if problem else run_dir / "status.json", metrics)
     c.memory.append(record)
     c.ledger.append(record)
     return {"verdict": verdict}
@@ -206,6 +276,11 @@ def finish(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+def _seconds(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return float(value) if ok else 0.0
+
 
 def _drop_checkpoints(run_dir: Path) -> None:
     for path in (run_dir / "checkpoints").glob("*.pt"):

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from evolve.files import FileFormatError, decode_line, load_json_object, open_regular, read_text
+from evolve.memory import one_line
 from evolve.spec import ObjectiveSpec
 from evolve.tracking import resolve_uri
 
@@ -63,49 +65,60 @@ def _lookup(tree: dict, metric: str) -> Any:
 
 def _json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as e:
-        raise ObjectiveError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    return data if isinstance(data, dict) else {}
+        return load_json_object(path)
+    except FileFormatError as e:  # written by the run: malformed is this round's failure
+        raise ObjectiveError(str(e)) from None
 
 
 def _last_metric(path: Path, metric: str) -> Any:
     value = None
     try:
-        with path.open() as f:  # streamed: metrics files grow with the run
-            for line in f:
+        with open_regular(path) as f:  # streamed: metrics files grow with the run
+            for number, raw in enumerate(f, 1):
+                line = decode_line(raw, path, number)
                 if metric in line:
                     try:
                         record = json.loads(line)
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):
                         continue  # a torn last line of a killed run
-                    if metric in record:
+                    if isinstance(record, dict) and metric in record:
                         value = record[metric]
     except FileNotFoundError:
         return None
+    except FileFormatError as e:
+        raise ObjectiveError(str(e)) from None
+    except OSError as e:
+        raise ObjectiveError(f"{path}: cannot be read ({e})") from None
     return value
 
 
 def _from_file(path: Path, metric: str) -> Any:
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    text = path.read_text()
-    if path.suffix in (".json", ".yaml", ".yml"):
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ObjectiveError(f"{path}: cannot parse ({e})") from None
-        return _lookup(data, metric) if isinstance(data, dict) else None
-    value = None  # `key: value` (or `key=value`) lines; the last one wins, as in a printed summary
-    for line in text.splitlines():
-        for sep in (":", "="):
-            key, found, rest = line.partition(sep)
-            if found and key.strip() == metric:
-                value = rest.strip()
-                break
-    return value
+    try:
+        if path.suffix in (".json", ".yaml", ".yml"):
+            text = read_text(path)
+            try:
+                data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as e:
+                raise ObjectiveError(f"{path}: cannot parse ({one_line(e, 200)})") from None
+            return _lookup(data, metric) if isinstance(data, dict) else None
+        value = None  # `key: value` (or `key=value`) lines; the last one wins, as in a printed summary
+        with open_regular(path) as f:  # streamed: this may be a whole training log
+            for number, raw in enumerate(f, 1):
+                line = decode_line(raw, path, number)
+                for sep in (":", "="):
+                    key, found, rest = line.partition(sep)
+                    if found and key.strip() == metric:
+                        value = rest.strip()
+                        break
+        return value
+    except FileNotFoundError:  # a dangling link
+        raise ObjectiveError(f"{path}: a link to a file that does not exist") from None
+    except FileFormatError as e:
+        raise ObjectiveError(str(e)) from None
+    except OSError as e:
+        raise ObjectiveError(f"{path}: cannot be read ({e})") from None
 
 
 def _from_mlflow(run_dir: Path, metric: str, tracking_uri: str) -> Any:
@@ -128,10 +141,14 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def judge(status: str, kind: str, objective: float | None, best: float | None, spec: ObjectiveSpec) -> str:
-    """The round's verdict. keep: a healthy run that beat the best by more than the noise margin.
-    crash: the run failed or reported no objective. revert: everything else -- a run that finished but
-    did not improve, or finished with a diagnosed problem (a reward-hacking run's score is not progress)."""
+def judge(status: str, objective: float | None, best: float | None, spec: ObjectiveSpec) -> str:
+    """The round's verdict. keep: a run that succeeded by its own health guards, reported an objective, and
+    beat the best by more than the noise margin (the first such run always does). crash: the run failed or
+    reported no objective. revert: a run that finished but did not improve.
+
+    Triage's kind is not an argument on purpose: a warning on a succeeded run (low entropy in a policy
+    that converged) is recorded with the round, not a veto. The run's own guards already had their say,
+    and a veto here once left a campaign at its broken start while a 0.98 run was thrown away."""
     if status != "succeeded" or objective is None:
         return "crash"
-    return "keep" if kind == "healthy" and improved(objective, best, spec) else "revert"
+    return "keep" if improved(objective, best, spec) else "revert"

@@ -44,7 +44,9 @@ def test_campaign_with_the_moe_brain_plans_every_round_through_the_model(tmp_pat
     campaign.start(spec, home=tmp_path / "home", stream=io.StringIO())
     records = Ledger(campaign.campaign_paths("demo", tmp_path / "home").ledger).records()
     assert [r.round for r in records] == [1, 2, 3, 4]
-    for r in records[1:]:
+    # round 2 builds on the failing start, whose one remedy (the router fix) is the only candidate: no pick
+    assert records[1].proposal["source"] == "rules/remedy" and records[1].proposal["tokens"] == 0
+    for r in records[2:]:
         assert r.proposal["fallback"] == "" and r.proposal["tokens"] > 0
         assert r.proposal["source"].startswith("moe/rules/")
     assert _servers_for(checkpoint) == []  # the campaign stopped its model server

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import yaml
 
-from evolve.brains import Change, PlanContext, Proposal, apply_changes, change_key, set_dotted
+from evolve import triage
+from evolve.brains import Change, NoRemedyLeft, ParentRun, PlanContext, Proposal, apply_changes, change_key, set_dotted
 from evolve.brains.rules import RulesBrain, load_moves
 from trainer.config import load_config
 
@@ -204,3 +206,143 @@ def test_apply_changes_writes_whole_file_patches_inside_the_workspace_only(tmp_p
     assert (tmp_path / "notes" / "a.txt").read_text() == "hello\n"
     with pytest.raises(ValueError, match="outside the workspace"):
         apply_changes(tmp_path, [Change("../escape.txt", patch="x")])
+
+
+# ---------------------------------------------------------------------------------------- the parent fails
+
+BROKEN = ParentRun(1, "failed", "router_collapse", None)  # round 1, the unchanged start, and nothing kept
+
+
+def playbook_diagnosis(kind: str) -> dict:
+    """A diagnosis with the real playbook's remedies for `kind`, as triage writes it."""
+    remedies = triage._remedies(triage.load_playbook().kinds[kind].get("remedies") or [], "")
+    return diagnosis(kind, [asdict(r) for r in remedies])
+
+
+def broken_start() -> dict:
+    config = template_config()
+    config["model"]["router_bias_update_rate"] = -0.05
+    config["rl"]["adv_eps"] = 0.0
+    return config
+
+
+def test_a_failing_parent_gets_remedies_only_never_a_move():
+    """Regression (issue 10): with nothing kept, round 3's run was judged (it had no objective here), and the
+    brain read the last run's kind, saw no failure, and applied lr moves to the broken start."""
+    brain, config = RulesBrain(), broken_start()
+    fix_router = brain.propose(PlanContext(playbook_diagnosis("router_collapse"), [], config, round=2,
+                                           parent=BROKEN, diagnoses={1: playbook_diagnosis("router_collapse")}))
+    history = [round_record(1, Proposal("baseline", "", [], "", "campaign"), "crash", "router_collapse"),
+               round_record(2, fix_router, "crash", "healthy")]  # its run ended healthy but with no objective
+    ctx = PlanContext(HEALTHY, history, config, round=3, parent=BROKEN,
+                      diagnoses={1: playbook_diagnosis("router_collapse"), 2: HEALTHY})
+    assert [p.source for p in brain.candidates(ctx)] == []  # the one router remedy was tried: nothing else fits
+    with pytest.raises(NoRemedyLeft, match="^no untried remedy for router_collapse and no healthy round to improve$"):
+        brain.propose(ctx)
+    # the same history on a healthy parent would go on to moves
+    healthy = ParentRun(1, "succeeded", "healthy", 0.9)
+    assert brain.propose(PlanContext(HEALTHY, history, config, round=3, parent=healthy,
+                                     diagnoses={1: HEALTHY})).source == "rules/move"
+
+
+def test_stacked_fixes_stay_carried_when_the_first_remedy_for_the_exposed_fault_fails_too():
+    brain, config = RulesBrain(), broken_start()
+    diagnoses = {1: playbook_diagnosis("router_collapse")}
+    history = [round_record(1, Proposal("baseline", "", [], "", "campaign"), "crash", "router_collapse")]
+    rounds = []
+    for n, outcome in ((2, "nan_loss"), (3, "nan_loss"), (4, "nan_loss")):
+        ctx = PlanContext(diagnoses[n - 1], history, config, round=n, parent=BROKEN, diagnoses=diagnoses)
+        p = brain.propose(ctx)
+        rounds.append(p)
+        assert p.source == "rules/remedy"
+        history = [*history, round_record(n, p, "crash", outcome)]
+        diagnoses = {**diagnoses, n: playbook_diagnosis(outcome)}
+    assert [p.id for p in rounds] == ["router_bias_rate", "router_bias_rate+advantage_epsilon",
+                                      "router_bias_rate+lower_lr"]  # round 4 still carries the router fix
+    assert {c.key for c in rounds[2].changes} == {"model.router_bias_update_rate", "rl.lr", "sft.lr"}
+    assert "removed the failure it targeted" in rounds[2].hypothesis
+    # every remedy for nan_loss on top of the router fix tried, and no other for the router: the campaign ends
+    ctx = PlanContext(diagnoses[4], history, config, round=5, parent=BROKEN, diagnoses=diagnoses)
+    assert all(p.source == "rules/remedy" for p in brain.candidates(ctx))
+    while True:
+        try:
+            p = brain.propose(ctx)
+        except NoRemedyLeft as e:
+            assert "no untried remedy for nan_loss (exposed once router_bias_rate removed router_collapse)" in str(e)
+            break
+        n = ctx.round
+        history = [*history, round_record(n, p, "crash", "nan_loss")]
+        diagnoses = {**diagnoses, n: playbook_diagnosis("nan_loss")}
+        ctx = PlanContext(diagnoses[n], history, config, round=n + 1, parent=BROKEN, diagnoses=diagnoses)
+        assert n < 12, "the remedies never ran out"
+
+
+def oom_config(**rl) -> dict:
+    config = template_config()
+    config["rl"].update(rl)
+    config["run"] = {"max_memory_mb": 6000}
+    return config
+
+
+OOM_PARENT = ParentRun(1, "failed", "host_oom", None)
+
+
+def oom_context(config: dict) -> PlanContext:
+    d = playbook_diagnosis("host_oom")
+    return PlanContext(d, [], config, round=2, parent=OOM_PARENT, diagnoses={1: d})
+
+
+def test_host_oom_shrinks_the_work_first():
+    p = RulesBrain().propose(oom_context(oom_config(prompts_per_step=50000)))
+    assert p.id == "smaller_rollout_batch" and p.changes == [Change("config.yaml", "rl.prompts_per_step", 64)]
+    p = RulesBrain().propose(oom_context(oom_config(group_size=4096)))  # the batch is already small
+    assert p.id == "smaller_group" and p.changes == [Change("config.yaml", "rl.group_size", 8)]
+
+
+@pytest.mark.parametrize("machine_mb, value", [(64000, 12000), (9000, 9000)])
+def test_a_remedy_raises_the_users_memory_limit_within_the_machine_and_says_so(monkeypatch, machine_mb, value):
+    """Regression (issue 10): a hidden host_oom start under run.max_memory_mb: 6000 got max_memory_mb=0 (no
+    limit at all) from the rules brain."""
+    from evolve.brains import rules
+    monkeypatch.setitem(rules.LIMITS, "run.max_memory_mb", ("MB", lambda: machine_mb))
+    p = RulesBrain().propose(oom_context(oom_config()))  # prompts 64, group 8: nothing left to shrink
+    assert p.id == "memory_limit" and p.changes == [Change("config.yaml", "run.max_memory_mb", value)]
+    assert f"raises the limit you set, run.max_memory_mb, from 6000 to {value} MB" in p.hypothesis
+    assert f"within the machine's {machine_mb} MB" in p.hypothesis
+
+
+def test_a_remedy_never_removes_a_limit_and_never_lowers_it_when_raising(monkeypatch):
+    from evolve.brains import rules
+    monkeypatch.setitem(rules.LIMITS, "run.max_memory_mb", ("MB", lambda: 6000))  # no room above the limit
+    with pytest.raises(NoRemedyLeft, match="no untried remedy for host_oom"):
+        RulesBrain().propose(oom_context(oom_config()))
+    unlimited = diagnosis("host_oom", [{"id": "drop_limit", "text": "Drop it.", "set": {"run.max_memory_mb": 0}}])
+    ctx = PlanContext(unlimited, [], oom_config(), round=2, parent=OOM_PARENT, diagnoses={1: unlimited})
+    assert list(RulesBrain().candidates(ctx)) == []  # "no limit" is refused even when the playbook says so
+
+
+def test_a_healthy_parent_with_a_warning_gets_its_remedies_then_moves():
+    warned = ParentRun(3, "succeeded", "entropy_collapse", 0.97)
+    d = playbook_diagnosis("entropy_collapse")
+    config = template_config()
+    config["rl"]["temperature"] = 0.5
+    sources = [p.source for p in RulesBrain().candidates(PlanContext(HEALTHY, [], config, round=4, parent=warned,
+                                                                     diagnoses={3: d}))]
+    assert sources[0] == "rules/remedy" and "rules/move" in sources
+
+
+def test_the_llm_prompt_says_when_the_parent_fails_and_which_fix_to_keep():
+    from evolve.brains import prompts
+
+    brain, config = RulesBrain(), broken_start()
+    fix = brain.propose(PlanContext(ROUTER, [], config, round=2, parent=BROKEN, diagnoses={1: ROUTER}))
+    history = [round_record(1, Proposal("baseline", "", [], "", "campaign"), "crash", "router_collapse"),
+               round_record(2, fix, "crash", "nan_loss")]
+    ctx = PlanContext(NAN, history, config, round=3, parent=BROKEN, diagnoses={1: ROUTER, 2: NAN})
+    text = prompts.plan_messages(ctx, {}, "eval/accuracy", 12000)[1]["content"]
+    assert "reset to round 1 (the unchanged start: no round has been kept yet)" in text
+    assert "That run FAILED (failed, router_collapse)" in text and "not an improvement move" in text
+    assert "router_bias_rate (model.router_bias_update_rate=0.001) removed router_collapse and exposed nan_loss" in text
+    healthy = PlanContext(HEALTHY, history, config, round=3, parent=ParentRun(2, "succeeded", "healthy", 0.97))
+    assert "That run succeeded (objective 0.97); improve on it." in prompts.plan_messages(
+        healthy, {}, "eval/accuracy", 12000)[1]["content"]

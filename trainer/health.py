@@ -14,10 +14,11 @@ from trainer.config import HealthConfig
 FAILURE_KINDS = (
     "nan_loss",  # non-finite loss or gradient
     "grad_explosion",  # raw gradient norm above health.max_grad_norm for several steps
-    "router_collapse",  # one expert takes (almost) every token for several evals
+    "router_collapse",  # one expert takes (almost) every token for several evals while eval is still low
     "entropy_collapse",  # the policy went near-deterministic while still mostly wrong
     "reward_collapse",  # reward exactly zero for many RL steps: nothing left to learn from
     "host_oom",  # MemoryError or the CPU allocator refusing
+    "cuda_oom",  # torch.OutOfMemoryError: the GPU's (or another accelerator's) allocator refusing
     "config_error",  # invalid config: exit 2 before training
     "scaffold_error",  # the scaffold file fails to import, a hook raises or overruns its time
     "timeout",  # run.max_wall_s exceeded
@@ -69,12 +70,13 @@ class HealthMonitor:
                 f"token entropy {mean_entropy:.2g} < health.entropy_floor={self.cfg.entropy_floor:g} with "
                 f"reward {mean_reward:.2f} for {self._low_entropy} RL steps (step {step})", step)
 
-    def after_eval(self, step: int, max_load_share: float) -> None:
-        collapsed = max_load_share > self.cfg.router_collapse_share
+    def after_eval(self, step: int, max_load_share: float, accuracy: float) -> None:
+        # like entropy: one expert taking the tokens is a collapse only while the model is also still wrong
+        collapsed = max_load_share > self.cfg.router_collapse_share and accuracy < self.cfg.router_collapse_max_accuracy
         self._collapsed_evals = self._collapsed_evals + 1 if collapsed else 0
         if self._collapsed_evals >= self.cfg.router_collapse_evals:
             raise TrainingFailure(
                 "router_collapse",
                 f"the busiest expert took {max_load_share:.0%} of tokens (> "
-                f"health.router_collapse_share={self.cfg.router_collapse_share:g}) for "
-                f"{self._collapsed_evals} evals (step {step})", step)
+                f"health.router_collapse_share={self.cfg.router_collapse_share:g}) with eval accuracy "
+                f"{accuracy:.2f} for {self._collapsed_evals} evals (step {step})", step)

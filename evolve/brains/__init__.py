@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
+from evolve import gitguard
 from evolve.files import write_atomic
 from trainer.config import ConfigError, TrainConfig, load_config
 
@@ -57,6 +58,21 @@ class Proposal:
 
 
 @dataclass
+class ParentRun:
+    """The run of the round the next edit builds on (the tree is reset to it first): the best round, or
+    round 1, the unchanged start, while nothing was kept."""
+    round: int
+    status: str
+    kind: str
+    objective: float | None
+
+    @property
+    def failing(self) -> bool:
+        """An improvement move on a run that fails (or has no number to improve) is wasted: fix it first."""
+        return self.status != "succeeded" or self.objective is None
+
+
+@dataclass
 class PlanContext:
     diagnosis: dict[str, Any] | None  # Diagnosis.to_dict() of the last run; None before the first run
     history: list[dict[str, Any]] = field(default_factory=list)  # {"round", "proposal", "verdict", "objective", "kind"}
@@ -64,6 +80,13 @@ class PlanContext:
     memory_summary: str = ""
     round: int = 0
     objective_mode: Literal["max", "min"] = "max"
+    parent: ParentRun | None = None  # None: no round has run (the plan then reads only `diagnosis`)
+    diagnoses: dict[int, dict[str, Any]] = field(default_factory=dict)  # the parent's round and every later one
+
+
+class NoRemedyLeft(RuntimeError):
+    """The parent fails and the brain has no untried fix for it. A move would be applied to a broken run, so
+    the campaign ends instead; the message is its stop reason."""
 
 
 class Brain(Protocol):
@@ -169,8 +192,9 @@ def _inside(root: Path, name: str) -> Path:
 def _apply_patch(root: Path, c: Change) -> None:
     if c.patch.startswith(("--- ", "diff ")):
         # git apply checks the whole diff before touching anything, and works outside a repository too
+        # hardened: no system/global config, no hooks or fsmonitor (the tree may be a run's workspace)
         p = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=root, input=c.patch,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env={**os.environ, **gitguard.hardened_env()})
         if p.returncode:
             first = (p.stderr.strip().splitlines() or ["git apply failed"])[0]
             raise ValueError(f"{c.file}: patch does not apply: {first}")

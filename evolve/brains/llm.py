@@ -8,15 +8,15 @@ gets one repair attempt (the error is sent back); if that fails too, the rules b
 and the proposal records why in `fallback`, so the ledger shows every fallback. Tokens are counted per
 proposal (`tokens`) and summed from the ledger, so `budget.tokens` holds across resumes.
 
-The API key is read from the environment variable the spec names, never from the spec itself, and the
-launcher scrubs it from the runs the agent starts.
+The API key is read from the environment variable the spec names, never from the spec itself; the
+campaign process keeps it in evolve/secrets.py's vault, never in its own initial environment, and runs
+get only the launcher's allow-list.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -27,8 +27,9 @@ import openai
 import pydantic
 import yaml
 
+from evolve import secrets
 from evolve.brains import Change, PlanContext, Proposal, apply_changes, change_key, prompts
-from evolve.brains.rules import RulesBrain
+from evolve.brains.rules import RulesBrain, plan_base
 from evolve.memory import one_line
 from evolve.workspace import Workspace, WorkspaceError
 
@@ -77,7 +78,8 @@ class LLMBrain:
                  token_budget: int = 0) -> None:
         self.options, self.workspace, self.metric, self.rules = options, workspace, metric, rules
         self.token_budget = token_budget
-        self.client = openai.OpenAI(base_url=options.base_url, api_key=os.environ.get(options.api_key_env) or "EMPTY",
+        # from the vault: `campaign start` re-execs without credentials in its environment (evolve/secrets.py)
+        self.client = openai.OpenAI(base_url=options.base_url, api_key=secrets.get(options.api_key_env) or "EMPTY",
                                     timeout=options.timeout_s, max_retries=options.max_retries)
         self._side_tokens = 0  # explain/lesson calls, charged to the next proposal
 
@@ -120,9 +122,11 @@ class LLMBrain:
         if change_key(changes) in tried:
             raise Rejected("this exact change was already tried (see the history); propose a different one")
         self._dry_run(changes)
+        # what the change is meant to remove: the failing base's kind (stacked faults), else the last run's
+        kind = plan_base(ctx).diagnosis.get("kind") if ctx.parent and ctx.parent.failing else \
+            (ctx.diagnosis or {}).get("kind")
         return Proposal(answer.id, answer.hypothesis, changes, answer.expected, f"{self.source}/{self.options.model}",
-                        target=(ctx.diagnosis or {}).get("kind", "") if (ctx.diagnosis or {}).get("kind") not in
-                        (None, "healthy") else "")
+                        target=kind if kind not in (None, "healthy") else "")
 
     def _dry_run(self, changes: list[Change]) -> None:
         """Apply to a scratch copy of the tree: the real workspace only ever sees edits that work."""

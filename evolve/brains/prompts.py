@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.brains import PlanContext
+from evolve.brains.rules import plan_base  # the rules brain owns what "the base" means (stacked faults)
 from evolve.memory import describe_changes
 
 SYSTEM = """You are the planning step of an autonomous ML engineer that improves a reinforcement-learning \
@@ -52,6 +53,7 @@ def plan_messages(ctx: PlanContext, files: dict[str, str], metric: str, max_char
     share = max_chars // 4
     parts = [
         f"Objective: {ctx.objective_mode}imise {metric}. This is round {ctx.round}.",
+        "## What this round builds on\n" + _parent(ctx),
         "## Last run's diagnosis\n" + _cut(_diagnosis(ctx.diagnosis), share),
         "## History (newest last)\n" + _cut(_history(ctx.history), share, keep_end=True),
         "## Lessons from memory\n" + _cut(ctx.memory_summary or "none yet", share),
@@ -88,6 +90,27 @@ def _diagnosis(d: dict[str, Any] | None) -> str:
     lines += [f"playbook remedy {r.get('id')}: {r.get('text')} set={json.dumps(r.get('set') or {})}"
               for r in (d.get("remedies") or [])[:5]]
     return "\n".join(lines)
+
+
+def _parent(ctx: PlanContext) -> str:
+    """The run the tree is reset to before the change, and whether it fails: a move on a broken run is wasted."""
+    parent = ctx.parent
+    if parent is None:
+        return "the workspace as it is"
+    which = "the best round so far" if parent.status == "succeeded" and parent.objective is not None else \
+        "the unchanged start: no round has been kept yet"
+    text = f"The tree is reset to round {parent.round} ({which}) before your change. "
+    if not parent.failing:
+        objective = "none" if parent.objective is None else f"{parent.objective:.4g}"
+        return text + f"That run succeeded (objective {objective}); improve on it."
+    base = plan_base(ctx)
+    text += (f"That run FAILED ({parent.status}, {parent.kind}). Propose a fix for what fails, not an "
+             "improvement move: an improvement on a failing run only repeats the failure.")
+    if base.carried:
+        text += (f" The change {base.carried_id} ({describe_changes([vars(c) for c in base.carried], 200)}) "
+                 f"removed {parent.kind} and exposed {base.diagnosis.get('kind')}: include it in your changes, "
+                 f"and add a fix for {base.diagnosis.get('kind')}.")
+    return text
 
 
 def _history(history: list[dict[str, Any]]) -> str:

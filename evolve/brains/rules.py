@@ -1,22 +1,27 @@
 """The rules brain: a playbook policy that needs no model and no network.
 
-After a failed run it applies the triage playbook's remedies for the diagnosed kind, best-ranked first,
-each at most once per campaign. After a healthy run it picks an improvement move from playbooks/moves.yaml
-with UCB1 over past keep/revert outcomes: every move is tried once in playbook order, then the moves that
-were kept more often are tried again (relative moves like `rl.lr: "*2"` resolve against the current
-config, so trying a kept move again is a new edit). It never proposes an edit it already tried — a reverted
-change set would fail the same way — and when the playbook is exhausted it perturbs rl.lr by a random
-factor that is new. Everything is a function of (seed, history, config), so a resumed campaign proposes
-what the interrupted one would have.
+The plan builds on the state it diagnoses: the parent run (the best round, or round 1 while nothing was
+kept). While the parent fails, only remedies are proposed: the triage playbook's fixes for its diagnosed
+kind, best-ranked first, each at most once per campaign, and with no fix left the campaign ends
+(`NoRemedyLeft`) rather than "improving" a broken run. Stacked faults: a fix that removed its fault and
+exposed another is carried into every later remedy (`plan_base`). Once the parent is healthy it picks an
+improvement move from playbooks/moves.yaml with UCB1 over past keep/revert outcomes: every move is tried
+once in playbook order, then the moves that were kept more often are tried again (relative moves like
+`rl.lr: "*2"` resolve against the current config, so trying a kept move again is a new edit). It never
+proposes an edit it already tried -- a reverted change set would fail the same way -- and when the
+playbook is exhausted it perturbs rl.lr by a random factor that is new. A remedy never removes a limit
+the user set (`LIMITS`); it may raise one within what the machine has, and says so. Everything is a
+function of (seed, history, config, machine), so a resumed campaign proposes what the interrupted one
+would have.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +32,30 @@ from evolve.brains import (
     TRAINER_CONFIG,
     TRAINER_SECTIONS,
     Change,
+    NoRemedyLeft,
     PlanContext,
     Proposal,
     change_key,
     check_trainer_config,
     set_dotted,
 )
+from evolve.triage import CONDITION as _CONDITION
 from trainer.config import MODEL_PRESETS, ConfigError, TrainConfig
 
 MOVES = Path(__file__).resolve().parents[2] / "playbooks" / "moves.yaml"
 _MOVE_KEYS = {"id", "hypothesis", "expected", "set", "when", "file", "scaffold"}
-_CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+
+
+def machine_memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
+
+
+# Limits the user may set in the trainer config: key -> (unit, the most the machine allows, None: no bound).
+# A remedy never removes one (0 means "no limit" for max_memory_mb); it may raise one up to that bound.
+LIMITS: dict[str, tuple[str, Callable[[], float | None]]] = {
+    "run.max_memory_mb": ("MB", machine_memory_mb),
+    "run.max_wall_s": ("s", lambda: None),
+}
 _OPS = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
         ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
@@ -90,18 +108,25 @@ class RulesBrain:
         self.exploration = exploration  # the UCB1 constant; 1.0 is the textbook sqrt(2 ln N / n)
 
     def propose(self, ctx: PlanContext) -> Proposal:
-        return next(self.candidates(ctx))
+        for proposal in self.candidates(ctx):
+            return proposal
+        raise NoRemedyLeft(no_remedy_reason(ctx))
 
     def candidates(self, ctx: PlanContext) -> Iterator[Proposal]:
-        """Every proposal this brain would make, best first: untried remedies after a failure, then moves
-        in bandit order, then a fresh perturbation (so there is always at least one). A model brain picks
-        among the first few (brains/moe.py)."""
+        """Every proposal this brain would make, best first. While the parent fails: its untried remedies
+        only (possibly none). Otherwise untried remedies for a warning on it, then moves in bandit order,
+        then a fresh perturbation (so there is always at least one). A model brain picks among the first
+        few (brains/moe.py)."""
         tried = {change_key(Proposal.from_dict(h["proposal"]).changes) for h in ctx.history if h.get("proposal")}
         view = ConfigView(ctx.config)
-        diagnosis = ctx.diagnosis or {}
-        kind = diagnosis.get("kind")
-        if kind and kind != "healthy":
-            yield from self._remedies(diagnosis, view, tried, ctx.history)
+        base = plan_base(ctx)
+        if base.diagnosis.get("kind") not in (None, "healthy"):
+            yield from self._remedies(base.diagnosis, view, tried, base.carried, base.carried_id)
+        if base.carried and base.own and base.own.get("kind") not in (None, "healthy"):
+            # every fix stacked on the first one failed: try the parent's own remedies alone
+            yield from self._remedies(base.own, view, tried, [], "")
+        if ctx.parent is not None and ctx.parent.failing:
+            return  # a move is meant for a healthy run; on a failing parent it only repeats the failure
         yield from self._moves(ctx, view, tried)
         yield self._perturb(ctx, view, tried)
 
@@ -113,26 +138,30 @@ class RulesBrain:
 
     # ------------------------------------------------------------------------------------ failures
 
-    def _remedies(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple],
-                  history: list[dict[str, Any]]) -> Iterator[Proposal]:
+    def _remedies(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple], carried: list[Change],
+                  carried_id: str) -> Iterator[Proposal]:
         kind = diagnosis["kind"]
-        carried = _carried_fixes(history, kind)
         if carried:
             view = ConfigView(_with_changes(view.config, carried))
         for remedy in diagnosis.get("remedies") or []:
             if not remedy.get("set"):
                 continue  # scaffold advice or "rename the key": not something a key set can do
-            own = [Change(TRAINER_CONFIG, k, v) for k, v in remedy["set"].items()]
-            if not view.usable(own, set()):
+            if not all(view.holds(k, cond) for k, cond in (remedy.get("requires") or {}).items()):
+                continue  # e.g. a smaller batch for a run whose batch is already that small
+            own = view.resolve(remedy["set"], TRAINER_CONFIG)
+            limited = None if own is None else _within_limits(own, view)
+            if limited is None or not view.usable(limited[0], set()):
                 continue
-            changes = [c for c in carried if c.key not in remedy["set"]] + own
+            own, note = limited
+            keys = {c.key for c in own}
+            changes = [c for c in carried if c.key not in keys] + own
             if change_key(changes) not in tried:
                 cause = diagnosis.get("root_cause") or f"The run failed with {kind}."
                 if carried:
-                    cause += (f" The previous round's fix ({', '.join(f'{c.key}={c.value}' for c in carried)}) "
+                    cause += (f" The fix {carried_id} ({', '.join(f'{c.key}={c.value}' for c in carried)}) "
                               "removed the failure it targeted, so it is kept alongside this one.")
-                yield Proposal("+".join([*_carried_ids(history, carried), remedy["id"]]),
-                               f"{cause} {remedy['text']}", changes, f"run ends healthy, kind no longer {kind}",
+                yield Proposal("+".join([*([carried_id] if carried else []), remedy["id"]]),
+                               f"{cause} {remedy['text']}{note}", changes, f"run ends healthy, kind no longer {kind}",
                                f"{self.source}/remedy", target=kind)
 
     # ------------------------------------------------------------------------------------ improvements
@@ -141,8 +170,8 @@ class RulesBrain:
         for move in self._ranked(ctx.history):
             if not all(view.holds(k, cond) for k, cond in move.when.items()):
                 continue
-            changes = view.resolve(move)
-            if changes is not None and view.usable(changes, tried):
+            changes = view.resolve(move.set, move.file)
+            if changes is not None and _within_limits(changes, view) == (changes, "") and view.usable(changes, tried):
                 edits = "; ".join(f"{c.key}: {view.get(c.key)!r} → {c.value!r}" for c in changes)
                 yield Proposal(move.id, f"{move.hypothesis} ({edits})", changes, move.expected,
                                f"{self.source}/move")
@@ -182,25 +211,78 @@ class RulesBrain:
         raise RuntimeError("no untried rl.lr perturbation left")  # 1000 draws all tried: not a real campaign
 
 
-def _carried_fixes(history: list[dict[str, Any]], kind: str) -> list[Change]:
-    """The last round's changes, when they were a remedy that worked but the run then failed with another kind.
+@dataclass
+class PlanBase:
+    """What the next edit is made on, and what ails it."""
+    diagnosis: dict[str, Any]  # of the parent, or of the newest carried fix's run
+    carried: list[Change] = field(default_factory=list)  # that fix's changes, applied again under this edit
+    carried_id: str = ""
+    own: dict[str, Any] | None = None  # the parent's own diagnosis when a fix is carried
+
+
+def plan_base(ctx: PlanContext) -> PlanBase:
+    """The parent, plus the newest fix since it that removed the fault it targeted and exposed another.
 
     Stacked faults: fixing the first exposes the second, and that run is a crash, so it is reverted. Its fix
     was right all the same; the next remedy must be tried on top of it, or the first fault comes straight
-    back and the campaign oscillates between the two.
+    back and the campaign oscillates between the two. Searching back to the parent (not just the last round)
+    keeps the fix when the first remedy for the second fault does not work either. A healthy parent carries
+    nothing: a fix for a warning that broke the run is a failed experiment, not a state to build on.
     """
-    if not history:
-        return []
-    last = history[-1]
-    proposal = last.get("proposal") or {}
-    target = proposal.get("target")
-    if last.get("verdict") != "crash" or not target or last.get("kind") in (target, "healthy") or kind == target:
-        return []
-    return Proposal.from_dict(proposal).changes
+    parent = ctx.parent
+    own = ctx.diagnoses.get(parent.round) if parent else ctx.diagnosis
+    if parent is not None and not parent.failing:
+        return PlanBase(own or {})
+    since = parent.round if parent else 0
+    for h in reversed(ctx.history):
+        if h.get("round", 0) <= since:
+            break
+        proposal, target = h.get("proposal") or {}, (h.get("proposal") or {}).get("target")
+        if h.get("verdict") == "crash" and target and h.get("kind") not in (target, "healthy"):
+            found = ctx.diagnoses.get(h["round"])
+            if found is None and h is ctx.history[-1]:
+                found = ctx.diagnosis
+            return PlanBase(found or {"kind": h.get("kind")}, Proposal.from_dict(proposal).changes,
+                            str(proposal.get("id")), own)
+    return PlanBase(own or {})
 
 
-def _carried_ids(history: list[dict[str, Any]], carried: list[Change]) -> list[str]:
-    return [str(history[-1]["proposal"]["id"])] if carried else []
+def no_remedy_reason(ctx: PlanContext) -> str:
+    """The campaign's stop line when the parent fails and nothing is left to try on it."""
+    parent, base = ctx.parent, plan_base(ctx)
+    kind = base.diagnosis.get("kind")
+    if parent is not None and parent.status == "succeeded" and parent.objective is None:
+        return (f"round {parent.round} succeeded but reported no objective and no remedy applies; "
+                "no healthy round to improve")
+    if kind in (None, "healthy"):
+        where = f"round {parent.round} {parent.status}" if parent else "the run failed"
+        return f"{where} with no diagnosed cause and no remedy applies; no healthy round to improve"
+    if base.carried and parent is not None:
+        return (f"no untried remedy for {kind} (exposed once {base.carried_id} removed {parent.kind}) "
+                "and no healthy round to improve")
+    return f"no untried remedy for {kind} and no healthy round to improve"
+
+
+def _within_limits(changes: list[Change], view: ConfigView) -> tuple[list[Change], str] | None:
+    """`changes` with every raised limit capped at what the machine has, and a note saying so; None when a
+    change would remove a limit the user set, or leave no room to raise it."""
+    out, notes = [], []
+    for c in changes:
+        if c.file != TRAINER_CONFIG or c.key not in LIMITS or not _is_number(view.get(c.key)) or view.get(c.key) <= 0:
+            out.append(c)
+            continue
+        current, (unit, ceiling_of) = view.get(c.key), LIMITS[c.key]
+        if not _is_number(c.value) or c.value <= 0:
+            return None  # "no limit" instead of the user's limit: never
+        value, ceiling = c.value, ceiling_of()
+        if ceiling is not None and value > ceiling:
+            value = type(current)(ceiling)
+        if value <= current:
+            return None  # no room left: raising is the only thing this change may do
+        out.append(dataclasses.replace(c, value=value))
+        bound = f", within the machine's {ceiling:g} {unit}" if ceiling is not None else ""
+        notes.append(f"This raises the limit you set, {c.key}, from {current:g} to {value:g} {unit}{bound}.")
+    return out, "".join(f" {n}" for n in notes)
 
 
 def _with_changes(config: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
@@ -248,10 +330,10 @@ class ConfigView:
         except TypeError:
             return False
 
-    def resolve(self, move: Move) -> list[Change] | None:
-        """The move's key sets with "*k" / "+k" turned into numbers; None if a current value is missing."""
+    def resolve(self, values: dict[str, Any], file: str) -> list[Change] | None:
+        """Key sets with "*k" / "+k" turned into numbers; None if a current value is missing."""
         changes = []
-        for key, value in move.set.items():
+        for key, value in values.items():
             if isinstance(value, str) and value[:1] in ("*", "+"):
                 current = self.get(key)
                 if not _is_number(current):
@@ -259,7 +341,7 @@ class ConfigView:
                 k = float(value[1:])
                 result = current * k if value[0] == "*" else current + k
                 value = int(round(result)) if isinstance(current, int) else float(f"{result:.6g}")
-            changes.append(Change(move.file, key, value))
+            changes.append(Change(file, key, value))
         return changes
 
     def usable(self, changes: list[Change], tried: set[tuple]) -> bool:
