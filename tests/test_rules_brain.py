@@ -14,6 +14,7 @@ import yaml
 from evolve import triage
 from evolve.brains import Change, NoRemedyLeft, ParentRun, PlanContext, Proposal, apply_changes, change_key, set_dotted
 from evolve.brains.rules import RulesBrain, load_moves
+from evolve.triage import weigh
 from trainer.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +216,7 @@ BROKEN = ParentRun(1, "failed", "router_collapse", None)  # round 1, the unchang
 
 def playbook_diagnosis(kind: str) -> dict:
     """A diagnosis with the real playbook's remedies for `kind`, as triage writes it."""
-    remedies = triage._remedies(triage.load_playbook().kinds[kind].get("remedies") or [], "")
+    remedies = weigh.remedies(triage.load_playbook().kinds[kind].get("remedies") or [], "")
     return diagnosis(kind, [asdict(r) for r in remedies])
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolve import logscan
-from evolve.logscan import LogScan, required_literals
 from evolve.triage import KINDS, TRAINER_KINDS, TargetNotFound, format_text, load_playbook, triage
+from evolve.triage import scan as logscan
+from evolve.triage.scan import LogScan, required_literals
 from tests.conftest import ROOT, TEMPLATES, run_trainer
 from trainer.config import load_config
 from trainer.health import FAILURE_KINDS

@@ -1,0 +1,127 @@
+"""playbooks/triage.yaml, read strictly: a typo in the knowledge fails loudly instead of never matching."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evolve.triage.scan import LogScan, Signature
+from evolve.triage.vocabulary import FRAMEWORKS, KINDS
+
+PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "triage.yaml"
+
+
+@dataclass
+class Playbook:
+    kinds: dict[str, dict[str, Any]]
+    frameworks: dict[str, dict[str, Any]]
+    signatures: list[Signature]  # group is "kind:<kind>" or "framework:<name>"
+    metric_keys: list[str]
+
+    def scanner(self) -> LogScan:
+        return LogScan(self.signatures, self.metric_keys)
+
+
+_KIND_KEYS = {"signatures", "metric_rules", "root_cause", "remedies"}
+_RULE_KEYS = {"keys", "agg", "op", "value", "weight", "min_count", "rising", "falling", "min_change", "unless"}
+_UNLESS_KEYS = {"keys", "agg", "op", "value", "min_count"}
+_REMEDY_KEYS = {"id", "text", "set", "advice", "when", "requires"}
+OPS = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__}
+_AGGS = ("last", "max", "min", "mean")
+# `<op> <value>` over a config value: moves' `when` and remedies' `requires` (evaluated by the rules brain)
+CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+
+
+def load_playbook(path: str | Path | None = None) -> Playbook:
+    """Read and strictly validate the playbook: an unknown kind, key, framework or a bad regex is a
+    ValueError naming it, so a typo in the knowledge fails loudly instead of silently never matching."""
+    path = Path(path) if path else PLAYBOOK
+    raw = yaml.safe_load(path.read_text()) or {}
+    _keys(raw, {"frameworks", "kinds"}, str(path))
+    frameworks, kinds = raw.get("frameworks") or {}, raw.get("kinds") or {}
+    _keys(frameworks, set(FRAMEWORKS), "frameworks")
+    _keys(kinds, set(KINDS), "kinds")
+    if missing := [k for k in KINDS if k not in kinds]:
+        raise ValueError(f"kinds: missing {missing} (the vocabulary is closed: every kind needs an entry)")
+    sigs: list[Signature] = []
+    for name, fw in frameworks.items():
+        _keys(fw, {"tier", "signatures"}, f"frameworks.{name}")
+        sigs += [_signature(f"framework:{name}", r, 1.0, f"frameworks.{name}") for r in fw.get("signatures", [])]
+    metric_keys: list[str] = []
+    for kind, spec in kinds.items():
+        where = f"kinds.{kind}"
+        _keys(spec, _KIND_KEYS, where)
+        for s in spec.get("signatures", []):
+            _keys(s, {"regex", "weight"}, f"{where}.signatures")
+            if "regex" not in s or not isinstance(s.get("weight"), (int, float)):
+                raise ValueError(f"{where}.signatures: each signature needs a regex and a numeric weight")
+            sigs.append(_signature(f"kind:{kind}", s["regex"], float(s["weight"]), f"{where}.signatures"))
+        for rule in spec.get("metric_rules", []):
+            metric_keys += _check_rule(rule, f"{where}.metric_rules")
+        if isinstance(spec.get("root_cause"), str):
+            spec["root_cause"] = [spec["root_cause"]]
+        if not spec.get("root_cause"):
+            raise ValueError(f"{where}.root_cause: required")
+        for r in spec.get("remedies") or []:
+            _keys(r, _REMEDY_KEYS, f"{where}.remedies")
+            _keys(r.get("advice") or {}, set(FRAMEWORKS), f"{where}.remedies.{r.get('id')}.advice")
+            if not r.get("id") or not r.get("text"):
+                raise ValueError(f"{where}.remedies: each remedy needs an id and a text")
+            requires = r.get("requires") or {}
+            if not isinstance(requires, dict) or not all(CONDITION.match(str(c)) for c in requires.values()):
+                raise ValueError(f"{where}.remedies.{r['id']}.requires: expected {{config key: '<op> <value>'}}, "
+                                 f"got {requires!r}")
+    return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)))
+
+
+def _check_rule(rule: Any, where: str) -> list[str]:
+    """Validate one metric rule (and its `unless` guards); return every metric key it reads."""
+    _keys(rule, _RULE_KEYS, where)
+    if "weight" not in rule or not ("keys" in rule) ^ ("rising" in rule and "falling" in rule):
+        raise ValueError(f"{where}: each rule needs a weight and either keys or rising+falling")
+    _numbers(rule, ("value", "weight", "min_change", "min_count"), where)
+    if "rising" not in rule and rule.get("op") not in (*OPS, "nonfinite"):
+        raise ValueError(f"{where}.op: {rule.get('op')!r} is not one of {[*OPS, 'nonfinite']}")
+    if rule.get("agg", "last") not in _AGGS:
+        raise ValueError(f"{where}.agg: {rule['agg']!r} is not last, max, min or mean")
+    read = rule.get("keys", []) + rule.get("rising", []) + rule.get("falling", [])
+    guards = rule.get("unless", [])
+    for guard in guards if isinstance(guards, list) else [guards]:
+        # a guard names what a healthy run of this shape also shows (a high reward): then the rule is quiet
+        _keys(guard, _UNLESS_KEYS, f"{where}.unless")
+        if not isinstance(guard.get("keys"), list) or not guard["keys"] or guard.get("op") not in OPS \
+                or "value" not in guard:
+            raise ValueError(f"{where}.unless: each guard needs keys (a list), op (one of {list(OPS)}) and a value, "
+                             f"e.g. {{keys: [train/reward], agg: last, op: '>=', value: 0.5}}")
+        _numbers(guard, ("value", "min_count"), f"{where}.unless")
+        if guard.get("agg", "last") not in _AGGS:
+            raise ValueError(f"{where}.unless.agg: {guard['agg']!r} is not last, max, min or mean")
+        read += guard["keys"]
+    return read
+
+
+def _numbers(mapping: dict, names: tuple[str, ...], where: str) -> None:
+    for key in names:  # YAML 1.1 reads 1.0e4 (no sign) as a string
+        if key in mapping and (not isinstance(mapping[key], (int, float)) or isinstance(mapping[key], bool)):
+            raise ValueError(f"{where}.{key}: {mapping[key]!r} is not a number (write 1.0e+4)")
+
+
+def _keys(mapping: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{where}: expected a mapping")
+    for key in mapping:
+        if key not in allowed:
+            raise ValueError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _signature(group: str, regex: str, weight: float, where: str) -> Signature:
+    try:
+        return Signature(group, regex, weight)
+    except re.error as e:
+        raise ValueError(f"{where}: bad regex {regex!r}: {e}") from None
+
+
