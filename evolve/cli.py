@@ -1,7 +1,8 @@
 """The `evolve` command line.
 
     evolve train --config CONFIG [--run-dir DIR] [--scaffold FILE] [--set key=value ...] [--resume]
-    evolve triage TARGET [--json]      TARGET: a run directory, a log file, or mlflow:<run_id>
+    evolve triage TARGET [--json] [--explain] [--baseline HEALTHY] [--model-url URL --model NAME]
+                                       TARGET: a run directory, a log file, - (stdin), or mlflow:<run_id>
     evolve campaign start SPEC [--verbose]
     evolve campaign resume NAME [--verbose]
     evolve campaign status NAME [--json]
@@ -74,21 +75,47 @@ def triage_main(argv: list[str]) -> int:
     from evolve.triage import RUN_FILES, TargetNotFound, format_text, triage
 
     p = argparse.ArgumentParser(prog="evolve triage", description="Diagnose a failed (or suspect) training run.")
-    p.add_argument("target", help="a run directory, a log file, or mlflow:<run_id> (uses $MLFLOW_TRACKING_URI)")
+    p.add_argument("target", help="a run directory, a log file, - (a report pasted on stdin), or mlflow:<run_id> "
+                                  "(uses $MLFLOW_TRACKING_URI)")
     p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    p.add_argument("--explain", action="store_true", help="show which signatures, metric rules or words decided")
+    p.add_argument("--baseline", metavar="HEALTHY", help="a healthy run directory or log of the same workload: "
+                                                         "say which lines and metrics are new")
+    p.add_argument("--model-url", metavar="URL", help="an OpenAI-compatible endpoint; the model picks the root "
+                                                      "kind among the rules' top candidates (shown beside them)")
+    p.add_argument("--model", metavar="NAME", help="the model to ask (with --model-url)")
+    p.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY",
+                   help="the environment variable holding the endpoint's key (default OPENAI_API_KEY)")
     args = p.parse_args(argv)
+    if bool(args.model_url) != bool(args.model):
+        print("error: --model-url and --model go together (e.g. --model-url http://localhost:8000/v1 --model m)",
+              file=sys.stderr)
+        return 2
     target = Path(args.target)
     try:
-        # a typo'd parent folder would otherwise be diagnosed `healthy` for want of evidence
-        if not args.target.startswith("mlflow:") and target.is_dir() and not any(
-                (target / name).exists() for name in RUN_FILES):
-            raise TargetNotFound(f"{target}: not a run directory (it has none of {', '.join(RUN_FILES)}); "
-                                 "pass a run directory, a log file or mlflow:<run_id>")
-        diagnosis = triage(args.target)
+        for name, path in (("target", target), ("--baseline", Path(args.baseline or "-"))):
+            if name == "--baseline" and not args.baseline:
+                continue
+            # a typo'd parent folder would otherwise be diagnosed for want of evidence
+            if str(path) != "-" and not str(path).startswith("mlflow:") and path.is_dir() and not any(
+                    (path / n).exists() for n in RUN_FILES):
+                raise TargetNotFound(f"{path}: not a run directory (it has none of {', '.join(RUN_FILES)}); "
+                                     f"pass a run directory or a log file as the {name}")
+            if name == "--baseline" and not path.exists():
+                raise TargetNotFound(f"--baseline {path}: no such file or directory")
+        if args.baseline and (args.target == "-" or args.target.startswith("mlflow:")):
+            raise ValueError("--baseline compares files: give the target as a run directory or a log file")
+        diagnosis = triage(args.target, baseline=args.baseline)
     except (TargetNotFound, ValueError, OSError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the cause said
         return 2
-    print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else format_text(diagnosis))
+    if args.model_url:
+        from evolve.brains.llm import LLMBrain, LLMOptions
+
+        brain = LLMBrain(LLMOptions(args.model_url, args.model, args.api_key_env, triage=True, trace=False),
+                         None, "", None)
+        diagnosis.model = brain.choose_kind(diagnosis.to_dict(), diagnosis.candidates)
+    print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else format_text(diagnosis, args.explain))
     return 0
 
 

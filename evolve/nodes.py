@@ -193,11 +193,13 @@ def triage(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     are not UTF-8, an objective file that cannot be parsed) makes the round failed / crash, with the reason
     as the evidence, so the campaign goes on and `resume` gets past it."""
     c, run_dir = runtime.context, Path(state["run_dir"])
-    _, problem = read_run_status(run_dir)
+    body, problem = read_run_status(run_dir)
     diagnosis, objective = None, None
     if not problem:
         try:
-            diagnosis = diagnose(str(run_dir), c.playbook).to_dict()
+            # a failed run is compared with the last healthy one: what it printed that the healthy run never did
+            baseline = _last_healthy(c, state["round"]) if body.get("status") != "succeeded" else None
+            diagnosis = diagnose(str(run_dir), c.playbook, baseline=baseline).to_dict()
             objective = read_objective(c.spec.objective, run_dir, c.tracking_uri)
         except ObjectiveError as e:
             problem = f"objective unreadable: {e}"
@@ -208,10 +210,20 @@ def triage(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
         c.progress.say(f"round {state['round']}: the run's output cannot be read; the round counts as a crash: "
                        f"{problem}")
         diagnosis, objective = unreadable_diagnosis(problem), None
+    if diagnosis["kind"] != "healthy" and (pick := c.brain.choose_kind(diagnosis, diagnosis.get("candidates", []))):
+        diagnosis["model"] = pick  # the LLM's pick among the rules' top candidates, beside the rules' kind
     if worded := c.brain.explain(diagnosis):  # a model brain may word the cause; the playbook's stays beside it
         diagnosis["root_cause_playbook"], diagnosis["root_cause"] = diagnosis["root_cause"], worded
     write_atomic(run_dir / "diagnosis.json", json.dumps(diagnosis, indent=2))
     return {"kind": diagnosis["kind"], "objective": objective, **({"status": "failed"} if problem else {})}
+
+
+def _last_healthy(c: Campaign, n: int) -> Path | None:
+    """The run directory of the latest earlier round that succeeded: what a failed run is compared with."""
+    for record in sorted(c.ledger.records(), key=lambda r: -r.round):
+        if record.round < n and record.status == "succeeded" and (path := c.paths.run_dir(record.round)).is_dir():
+            return path
+    return None
 
 
 def unreadable_diagnosis(problem: str) -> dict[str, Any]:

@@ -98,11 +98,12 @@ def test_foreign_log_gets_its_kind_framework_and_the_line_that_shows_it(name):
         assert d.remedies and any(want["framework"] in r.advice for r in d.remedies)
 
 
-def test_a_log_without_any_signature_is_healthy_with_low_confidence(tmp_path):
+def test_a_log_without_any_evidence_is_unknown_never_healthy(tmp_path):
+    """`healthy` needs positive evidence (a succeeded status, a clean finish marker); silence is not one."""
     log = tmp_path / "quiet.log"
     log.write_text("".join(f"epoch {i} done\n" for i in range(50)))
     d = triage(str(log))
-    assert d.kind == "healthy" and d.confidence < 0.5 and d.remedies == []
+    assert d.kind == "unknown" and d.confidence < 0.5 and [r.id for r in d.remedies] == ["read_the_lines"]
 
 
 def test_scanner_finds_the_same_first_lines_as_a_naive_per_line_search_across_chunk_boundaries(monkeypatch):

@@ -97,6 +97,11 @@ class Brain(Protocol):
 
     def lesson(self, criticism: dict[str, str]) -> str | None: ...
 
+    def choose_kind(self, diagnosis: dict[str, Any], candidates: list[str]) -> dict[str, Any] | None:
+        """Pick the root-cause kind among triage's top `candidates`: {"kind", "reason", "model"}.
+        None means the brain leaves the rules' kind as it is."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------- applying
 

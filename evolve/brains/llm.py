@@ -48,6 +48,7 @@ class LLMOptions:
     max_prompt_chars: int = 12000
     explain: bool = False  # the model words the root cause in diagnosis.json
     criticise: bool = False  # the model words the lesson in the memory file
+    triage: bool = False  # the model picks among triage's top candidate kinds (the rules' kind stays beside it)
     trace: bool = True  # trace calls to MLflow with mlflow.openai.autolog, where it works
 
 
@@ -65,6 +66,12 @@ class _Answer(pydantic.BaseModel):
     hypothesis: str = pydantic.Field(min_length=1)
     expected: str = pydantic.Field(min_length=1)
     changes: list[_Change] = pydantic.Field(min_length=1, max_length=10)
+
+
+class _KindAnswer(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    kind: str = pydantic.Field(min_length=1)
+    reason: str
 
 
 class Rejected(ValueError):
@@ -161,6 +168,30 @@ class LLMBrain:
             return None
         return self._sentence(prompts.lesson_messages(criticism))
 
+    def choose_kind(self, diagnosis: dict[str, Any], candidates: list[str]) -> dict[str, Any] | None:
+        """The model's pick of the root-cause kind among `candidates`, or None (the rules' kind stands).
+        Never raises: a transport error, invalid JSON or a kind outside the candidates is a warning."""
+        if not self.options.triage or len(candidates) < 2:
+            return None
+        messages = prompts.choose_kind_messages(diagnosis, candidates, self.options.max_prompt_chars)
+        try:
+            text, used = self._chat(messages, schema=prompts.choose_kind_schema(candidates), name="triage_kind")
+        except (openai.OpenAIError, Rejected) as e:
+            log.warning("LLM brain: triage choice failed: %s; keeping the rules' kind", one_line(str(e), 300))
+            return None
+        self._side_tokens += used
+        try:
+            answer = _KindAnswer.model_validate_json(text)
+        except pydantic.ValidationError as e:
+            log.warning("LLM brain: invalid triage answer (%s); keeping the rules' kind",
+                        one_line(e.errors()[0]["msg"], 200))
+            return None
+        if answer.kind not in candidates:
+            log.warning("LLM brain: triage answer %r is not a candidate (%s); keeping the rules' kind",
+                        one_line(answer.kind, 80), ", ".join(candidates))
+            return None
+        return {"kind": answer.kind, "reason": one_line(answer.reason, 300), "model": self.options.model}
+
     def _sentence(self, messages: list[dict[str, str]]) -> str | None:
         try:
             text, used = self._chat(messages)
@@ -172,11 +203,12 @@ class LLMBrain:
 
     # ------------------------------------------------------------------------------------ transport
 
-    def _chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None = None) -> tuple[str, int]:
+    def _chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None = None,
+              name: str = "proposal") -> tuple[str, int]:
         kwargs: dict[str, Any] = {}
         if schema is not None:
             kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "proposal", "schema": schema, "strict": True}}
+                                         "json_schema": {"name": name, "schema": schema, "strict": True}}
         response = self.client.chat.completions.create(model=self.options.model, messages=messages,
                                                        temperature=self.options.temperature, seed=self.options.seed,
                                                        **kwargs)

@@ -73,6 +73,9 @@ class MoEBrain:
     def lesson(self, criticism: dict[str, str]) -> str | None:
         return None
 
+    def choose_kind(self, diagnosis: dict[str, Any], candidates: list[str]) -> dict[str, Any] | None:
+        return None  # the MoE brain picks among proposals, not kinds
+
     def close(self) -> None:
         if self._server is not None and self._server.poll() is None:
             os.killpg(self._server.pid, signal.SIGTERM)

@@ -81,6 +81,64 @@ def lesson_messages(criticism: dict[str, str]) -> list[dict[str, str]]:
             {"role": "user", "content": facts}]
 
 
+# One line per failure kind (evolve.triage's vocabulary), so a model choosing among kinds knows what each means.
+KIND_MEANINGS: dict[str, str] = {
+    "nan_loss": "the loss or a gradient became NaN/inf",
+    "grad_explosion": "gradient norms grew without bound before the run diverged",
+    "router_collapse": "the MoE router sent nearly all tokens to a few experts",
+    "entropy_collapse": "the policy's entropy fell to ~0: it stopped exploring",
+    "reward_collapse": "the reward fell and stayed low: the policy got worse",
+    "host_oom": "the process ran out of host (CPU) memory and was killed",
+    "cuda_oom": "the GPU ran out of memory (CUDA out of memory)",
+    "config_error": "the configuration is invalid: a bad key, value or combination",
+    "scaffold_error": "the user's scaffold code (reward, env, data hooks) raised",
+    "timeout": "the run hit its wall-clock limit",
+    "crash": "the process died with an error nothing more specific explains",
+    "dist_timeout": "a distributed collective (NCCL/gloo) or rendezvous timed out",
+    "kl_blowup": "the KL divergence to the reference policy blew up",
+    "reward_hacking": "the reward rose while the real objective did not: the policy games the reward",
+    "logprob_mismatch": "the trainer's and the rollout engine's log-probs disagree",
+    "shape_error": "tensor shapes or sizes do not match",
+    "import_error": "a module or symbol could not be imported (missing or wrong version)",
+    "data_error": "the dataset is missing, malformed or yields bad samples",
+    "checkpoint_error": "a checkpoint could not be loaded or saved",
+    "disk_full": "no space left on the device",
+    "healthy": "the run finished without a failure",
+    "unknown": "the output shows an error or symptom nothing here explains",
+}
+
+
+def choose_kind_schema(candidates: list[str]) -> dict[str, Any]:
+    """The strict answer to `choose_kind_messages`: one of the candidate kinds, and why."""
+    return {
+        "type": "object",
+        "properties": {"kind": {"type": "string", "enum": list(candidates)}, "reason": {"type": "string"}},
+        "required": ["kind", "reason"],
+        "additionalProperties": False,
+    }
+
+
+def choose_kind_messages(diagnosis: dict[str, Any], candidates: list[str], max_chars: int) -> list[dict[str, str]]:
+    """Ask for the root-cause kind among `candidates`: the evidence, the rules' answer, each candidate's meaning."""
+    options = "\n".join(f"- {k}: {KIND_MEANINGS.get(k, 'a failure kind')}" for k in candidates)
+    evidence = "\n".join(
+        (e.get("excerpt") or f"{e.get('source')}:{e.get('line')}: {e.get('text')}") if isinstance(e, dict) else str(e)
+        for e in (diagnosis.get("evidence") or [])[:20]) or "none"
+    why = "\n".join(str(x) for x in (diagnosis.get("explain") or [])[:8]) or "none"
+    share = max(500, (max_chars - len(options)) // 2)
+    parts = [
+        f"The rules chose: {diagnosis.get('kind')} (confidence {diagnosis.get('confidence')}).",
+        "## Why the rules chose it\n" + _cut(why, share // 4),
+        "## Evidence (log and metric lines)\n" + _cut(evidence, share),
+        "## Candidate kinds\n" + options,
+        'Which candidate is the ROOT CAUSE (not an effect of another)? Answer with JSON only: '
+        '{"kind": one of the candidates, "reason": one sentence citing the evidence}.',
+    ]
+    return [{"role": "system", "content": "You triage failed ML training runs: from the evidence, pick the kind "
+                                          "of failure that caused the others."},
+            {"role": "user", "content": "\n\n".join(parts)}]
+
+
 def _diagnosis(d: dict[str, Any] | None) -> str:
     if not d:
         return "none (first round)"

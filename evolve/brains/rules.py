@@ -136,6 +136,9 @@ class RulesBrain:
     def lesson(self, criticism: dict[str, str]) -> str | None:
         return None
 
+    def choose_kind(self, diagnosis: dict[str, Any], candidates: list[str]) -> dict[str, Any] | None:
+        return None  # the playbook's kind is the rules' answer; no second opinion
+
     # ------------------------------------------------------------------------------------ failures
 
     def _remedies(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple], carried: list[Change],

@@ -19,7 +19,7 @@ is `healthy` at NO_EVIDENCE_CONFIDENCE.
 
 from evolve.triage.playbook import CONDITION, PLAYBOOK, Playbook, load_playbook
 from evolve.triage.report import format_text
-from evolve.triage.targets import MAX_JSON, RUN_FILES, triage
+from evolve.triage.targets import MAX_JSON, RUN_FILES, triage, triage_text
 from evolve.triage.vocabulary import (
                                       FOREIGN_KINDS,
                                       FRAMEWORKS,
@@ -32,4 +32,5 @@ from evolve.triage.vocabulary import (
 )
 
 __all__ = ["CONDITION", "FOREIGN_KINDS", "FRAMEWORKS", "KINDS", "MAX_JSON", "PLAYBOOK", "RUN_FILES", "TRAINER_KINDS",
-           "Diagnosis", "Evidence", "Playbook", "Remedy", "TargetNotFound", "format_text", "load_playbook", "triage"]
+           "Diagnosis", "Evidence", "Playbook", "Remedy", "TargetNotFound", "format_text", "load_playbook", "triage",
+           "triage_text"]

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from evolve.triage import prose
+from evolve.triage.prose import Model
 from evolve.triage.scan import LogScan, Signature
 from evolve.triage.vocabulary import FRAMEWORKS, KINDS
 
@@ -19,19 +21,22 @@ PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "triage.yaml"
 class Playbook:
     kinds: dict[str, dict[str, Any]]
     frameworks: dict[str, dict[str, Any]]
-    signatures: list[Signature]  # group is "kind:<kind>" or "framework:<name>"
+    signatures: list[Signature]  # group is "kind:<kind>", "framework:<name>" or "symptom"
     metric_keys: list[str]
+    words: Model | None = None  # the prose classifier (evolve/triage/prose.py), when its weights ship
 
     def scanner(self) -> LogScan:
         return LogScan(self.signatures, self.metric_keys)
 
 
-_KIND_KEYS = {"signatures", "metric_rules", "root_cause", "remedies"}
+_KIND_KEYS = {"signatures", "metric_rules", "root_cause", "remedies", "effect_of"}
 _RULE_KEYS = {"keys", "agg", "op", "value", "weight", "min_count", "rising", "falling", "min_change", "unless"}
 _UNLESS_KEYS = {"keys", "agg", "op", "value", "min_count"}
 _REMEDY_KEYS = {"id", "text", "set", "advice", "when", "requires"}
 OPS = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__}
 _AGGS = ("last", "max", "min", "mean")
+# series ops beyond comparisons: any NaN/Inf; late mean ≥ value × early mean (grows) or ≤ early / value (shrinks)
+TRENDS = ("nonfinite", "grows", "shrinks")
 # `<op> <value>` over a config value: moves' `when` and remedies' `requires` (evaluated by the rules brain)
 CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 
@@ -41,13 +46,15 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
     ValueError naming it, so a typo in the knowledge fails loudly instead of silently never matching."""
     path = Path(path) if path else PLAYBOOK
     raw = yaml.safe_load(path.read_text()) or {}
-    _keys(raw, {"frameworks", "kinds"}, str(path))
+    _keys(raw, {"frameworks", "kinds", "symptoms"}, str(path))
     frameworks, kinds = raw.get("frameworks") or {}, raw.get("kinds") or {}
     _keys(frameworks, set(FRAMEWORKS), "frameworks")
     _keys(kinds, set(KINDS), "kinds")
     if missing := [k for k in KINDS if k not in kinds]:
         raise ValueError(f"kinds: missing {missing} (the vocabulary is closed: every kind needs an entry)")
-    sigs: list[Signature] = []
+    for fragment in sorted(path.with_suffix(".d").glob("*.yaml")):
+        _merge(fragment, raw, kinds)
+    sigs: list[Signature] = [_signature("symptom", r, 0.0, "symptoms") for r in raw.get("symptoms") or []]
     for name, fw in frameworks.items():
         _keys(fw, {"tier", "signatures"}, f"frameworks.{name}")
         sigs += [_signature(f"framework:{name}", r, 1.0, f"frameworks.{name}") for r in fw.get("signatures", [])]
@@ -62,6 +69,9 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
             sigs.append(_signature(f"kind:{kind}", s["regex"], float(s["weight"]), f"{where}.signatures"))
         for rule in spec.get("metric_rules", []):
             metric_keys += _check_rule(rule, f"{where}.metric_rules")
+        causes = spec.get("effect_of") or []
+        if not isinstance(causes, list) or any(c != "any" and c not in KINDS for c in causes):
+            raise ValueError(f"{where}.effect_of: expected a list of kinds (or [any]), got {causes!r}")
         if isinstance(spec.get("root_cause"), str):
             spec["root_cause"] = [spec["root_cause"]]
         if not spec.get("root_cause"):
@@ -75,7 +85,20 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
             if not isinstance(requires, dict) or not all(CONDITION.match(str(c)) for c in requires.values()):
                 raise ValueError(f"{where}.remedies.{r['id']}.requires: expected {{config key: '<op> <value>'}}, "
                                  f"got {requires!r}")
-    return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)))
+    return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)), prose.load())
+
+
+def _merge(fragment: Path, raw: dict, kinds: dict) -> None:
+    """A fragment (playbooks/triage.d/*.yaml) adds signatures and metric rules to kinds, and symptoms; the
+    kinds, their root causes and remedies stay in the main file, so knowledge can grow by concern."""
+    extra = yaml.safe_load(fragment.read_text()) or {}
+    _keys(extra, {"kinds", "symptoms"}, str(fragment))
+    _keys(extra.get("kinds") or {}, set(KINDS), f"{fragment.name}: kinds")
+    raw["symptoms"] = (raw.get("symptoms") or []) + (extra.get("symptoms") or [])
+    for kind, spec in (extra.get("kinds") or {}).items():
+        _keys(spec, {"signatures", "metric_rules"}, f"{fragment.name}: kinds.{kind}")
+        for key in ("signatures", "metric_rules"):
+            kinds[kind][key] = (kinds[kind].get(key) or []) + (spec.get(key) or [])
 
 
 def _check_rule(rule: Any, where: str) -> list[str]:
@@ -84,8 +107,8 @@ def _check_rule(rule: Any, where: str) -> list[str]:
     if "weight" not in rule or not ("keys" in rule) ^ ("rising" in rule and "falling" in rule):
         raise ValueError(f"{where}: each rule needs a weight and either keys or rising+falling")
     _numbers(rule, ("value", "weight", "min_change", "min_count"), where)
-    if "rising" not in rule and rule.get("op") not in (*OPS, "nonfinite"):
-        raise ValueError(f"{where}.op: {rule.get('op')!r} is not one of {[*OPS, 'nonfinite']}")
+    if "rising" not in rule and rule.get("op") not in (*OPS, *TRENDS):
+        raise ValueError(f"{where}.op: {rule.get('op')!r} is not one of {[*OPS, *TRENDS]}")
     if rule.get("agg", "last") not in _AGGS:
         raise ValueError(f"{where}.agg: {rule['agg']!r} is not last, max, min or mean")
     read = rule.get("keys", []) + rule.get("rising", []) + rule.get("falling", [])

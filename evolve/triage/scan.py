@@ -15,7 +15,10 @@ literal are decoded and matched. These are superset tests, so no match is ever l
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
+import functools
+import io
 import math
 import re
 import re._constants as C  # noqa: N812
@@ -29,11 +32,13 @@ CHUNK = 4 << 20  # bytes read at a time; memory is a few chunks, whatever the fi
 MAX_LINE = 16 << 20  # a "line" longer than this is cut, so a newline-free file cannot grow the buffer
 RING = 200  # recent lines kept
 EXCERPT = 300  # characters of a line kept as evidence
+HEAD_CHARS = 8 << 10  # characters of the start of the text kept, for the prose classifier
 HEAD = 32  # values kept at each end of a metric series (for trends)
 MAX_SERIES = 512  # metric keys tracked at most
 
-_NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf|-inf)"
-_KEY_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./@-"
+_NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|NAN|inf|Inf|INF|Infinity)"
+# a value may come wrapped the way numpy or torch print it: np.float64(nan), tensor(0.31, device='cuda:0')
+_WRAPPED = rb"(?:np\.float(?:16|32|64)\(|tensor\(|\[)?"
 
 
 @dataclass
@@ -44,10 +49,16 @@ class Signature:
     weight: float
     pattern: re.Pattern[str] = field(init=False, repr=False)
     literals: list[bytes] | None = field(init=False, repr=False)  # one of them is in every matching line
+    digit_blind: bool = field(init=False, repr=False)  # treats every digit alike: lines of one shape agree
+    # for a regex that is not digit-blind, a digit-blind one matching a superset of its lines: tried once
+    # a shape, it rules out whole shapes before the real regex is tried line by line
+    relaxed: re.Pattern[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pattern = re.compile(self.regex)
         self.literals = required_literals(self.regex)
+        self.digit_blind = digit_blind(self.regex)
+        self.relaxed = None if self.digit_blind else relax(self.regex)
 
 
 @dataclass
@@ -107,6 +118,8 @@ class LogScan:
         self.series_source: dict[str, str] = {}
         self.ring: deque[tuple[str, int, str]] = deque(maxlen=RING)  # (source, line, text)
         self.lines = 0
+        self.head = ""  # the first HEAD_CHARS characters
+        self._csv: tuple[str, list[str | None]] | None = None  # (source, column -> metric key) of an open table
         # metrics are read from log lines only when the run has no metrics file: two copies of one series
         # would interleave and fake trends
         self.log_metrics = True
@@ -119,10 +132,10 @@ class LogScan:
                 self._always.append(i)
         self._key_globs = metric_keys
         self._key_literals = sorted({_longest_plain(k).lower().encode() for k in metric_keys} - {b""})
-        self._hubs = _hubs(sorted({_shape(lit) for lit in set(self._filtered) | set(self._key_literals)}))
-        alternatives = sorted({_glob_to_regex(k) for k in metric_keys}, key=len, reverse=True)
-        pair = rb")['\"]?\s{0,2}[:=]\s{0,2}['\"]?(?P<val>" + _NUMBER + rb")(?![\w.])"
-        self._metric_re = re.compile(rb"(?P<key>" + b"|".join(alternatives) + pair) if alternatives else None
+        # the same playbook builds the same groups: computed once a process, not once a triage
+        self._hubs = _hubs(tuple(sorted({_shape(lit) for lit in set(self._filtered) | set(self._key_literals)})))
+        self._metric_re = _PAIR if metric_keys else None
+        self._wanted: dict[str, bool] = {}
 
     # ------------------------------------------------------------------------------ logs
 
@@ -146,16 +159,20 @@ class LogScan:
             self._chunk(carry + b"\n", source)
 
     def _chunk(self, chunk: bytes, source: str) -> None:
-        low = chunk.lower()  # same length and line breaks as chunk, so line indices carry over
+        if len(self.head) < HEAD_CHARS:
+            self.head += _printable(chunk[:HEAD_CHARS].decode("utf-8", "replace"))[:HEAD_CHARS - len(self.head)]
         base = self.lines
-        low_lines = low.split(b"\n")
-        # Lines that differ only in digits (steps, timestamps, values) share a shape. Literals are looked
-        # for among the distinct shapes — a few hundred in a long log, not tens of thousands of lines.
-        by_shape: dict[bytes, list[int]] = {}
-        for n, shape in enumerate(low.translate(_ZERO_DIGITS).split(b"\n")):
-            by_shape.setdefault(shape, []).append(n)
+        # Lines that differ only in digits (steps, timestamps, values) share a shape, and a long log is a
+        # few dozen shapes repeated. Literals are looked for among the distinct shapes; a digit-blind regex
+        # is tried once a shape (all its lines match or none); a metric line's keys are parsed once a shape
+        # (digits are zeroed one for one, so the values sit at the same offsets in every line of it).
+        by_exact: dict[bytes, list[int]] = {}
+        for n, shape in enumerate(chunk.translate(_ZERO_DIGITS).split(b"\n")):
+            by_exact.setdefault(shape, []).append(n)
+        shape_lines = list(by_exact.values())
+        index = _ShapeIndex(b"\n".join(by_exact).lower())
         pending = [i for i in range(len(self.signatures)) if i not in self.hits]  # one hit per signature
-        present = self._present(b"\n".join(by_shape),
+        present = self._present(index.blob,
                                 {lit for i in pending for lit in self.signatures[i].literals or []})
         live = [i for i in pending if self.signatures[i].literals is None
                 or any(lit in present for lit in self.signatures[i].literals)]
@@ -164,15 +181,28 @@ class LogScan:
         for i in live:
             sig = self.signatures[i]
             lits = None if sig.literals is None else [lit for lit in sig.literals if lit in present]
-            for n in _lines_containing(by_shape, low_lines, lits):
+            for n in _candidates(shape_lines, index, lines, lits, sig.digit_blind, sig.relaxed):
                 text = lines[n].decode("utf-8", "replace")
                 if m := sig.pattern.search(text):
                     groups = {k: v for k, v in m.groupdict().items() if v is not None}
                     self.hits[i] = Hit(source, base + n + 1, _printable(text.strip()[:EXCERPT]), groups)
                     break
+        metric_lines: set[int] = set()
         if keys and self._metric_re is not None:
-            for n in _lines_containing(by_shape, low_lines, keys):
-                self._metrics_in(lines[n], base + n + 1, source)
+            for g in sorted(set().union(*(index.holding(_shape(k)) for k in keys))):
+                ns = shape_lines[g]
+                metric_lines.update(ns)
+                spans = self._spans(lines[ns[0]])
+                for n in ns if spans else ():
+                    line = lines[n]
+                    for key, (ka, kb), (a, b) in spans:
+                        if key is None:  # a key with digits in it (eval_aime24_pass1): each line says which
+                            key = self._wanted_key(line[ka:kb].decode())
+                            if key is None:
+                                continue
+                        self.add_metric(key, float(line[a:b]), base + n + 1, source)
+        if self.log_metrics and (self._csv or (keys and b"," in chunk)):
+            self._tables(chunk.split(b"\n") if not lines else lines, base, source, metric_lines)
         self.lines = base + chunk.count(b"\n")
         tail = chunk.rsplit(b"\n", RING + 1)[-RING - 1:]
         first = self.lines - len(tail) + 2  # the last piece after the final newline is empty
@@ -189,12 +219,47 @@ class LogScan:
                 found.update(lit for lit in lits if lit == hub or lit in shapes)
         return {lit for lit in wanted | set(self._key_literals) if _shape(lit) in found}
 
-    def _metrics_in(self, line: bytes, number: int, source: str) -> None:
+    def _spans(self, line: bytes) -> list[tuple[str | None, tuple[int, int], tuple[int, int]]]:
+        """The wanted `key: value` pairs of a line: (key, None when it has digits; key span; value span)."""
+        spans = []
         for m in self._metric_re.finditer(line):
-            start = m.start()
-            if start and line[start - 1] in _KEY_CHARS:
-                continue  # `kl` inside `actor/ppo_kl` is another key
-            self.add_metric(m.group("key").decode(), float(m.group("val")), number, source)
+            raw = m.group("key").decode()
+            if (key := self._wanted_key(raw)) is not None:
+                fixed = None if any(c.isdigit() for c in raw) else key
+                spans.append((fixed, m.span("key"), m.span("val")))
+        return spans
+
+    def _wanted_key(self, raw: str) -> str | None:
+        if self.wants(raw):
+            return raw
+        last = raw.rpartition(" ")[2]  # `actor loss: 0.3` is `loss` unless `actor loss` is wanted
+        return last if self.wants(last) else None
+
+    def _tables(self, lines: list[bytes], base: int, source: str, candidates: set[int]) -> None:
+        """CSV exported from TensorBoard or W&B: a header naming wanted metrics, then rows of numbers. A
+        table may start on any candidate line (one holding a metric name) and run on across chunks."""
+        if self._csv is not None and self._csv[0] != source:
+            self._csv = None
+        # a header is commas between names: no `key: value`, `key=value` or dict punctuation
+        starts = iter(sorted(n for n in candidates if b"," in lines[n] and not _NOT_HEADER.search(lines[n])))
+        n = 0
+        while n < len(lines):
+            if self._csv is None:
+                n = next((c for c in starts if c >= n), None)
+                if n is None:
+                    return
+                self._csv = _csv_header(lines[n], self.wants, source)
+                n += 1
+                continue
+            row = lines[n].strip().split(b",")
+            columns = self._csv[1]
+            if len(row) != len(columns) or not all(_CELL.fullmatch(c.strip()) for c in row):
+                self._csv = None
+                continue  # the line may start a new table
+            for key, cell in zip(columns, row, strict=True):
+                if key is not None and cell.strip():
+                    self.add_metric(key, float(cell.strip().strip(b'"')), base + n + 1, source)
+            n += 1
 
     # ------------------------------------------------------------------------------ metrics
 
@@ -225,7 +290,15 @@ class LogScan:
                 self.add_metric(key, number, line, source)
 
     def wants(self, key: str) -> bool:
-        return any(fnmatch.fnmatchcase(key, g) for g in self._key_globs)
+        if (known := self._wanted.get(key)) is None:
+            known = self._wanted[key] = any(fnmatch.fnmatchcase(key, g) for g in self._key_globs)
+        return known
+
+    def all_series(self, globs: list[str], min_count: int) -> list[tuple[str, Series]]:
+        """Every key matching one of the globs with enough values, in the rule's order."""
+        keys = [k for g in globs for k in sorted(self.series) if fnmatch.fnmatchcase(k, g)
+                and self.series[k].n + self.series[k].nonfinite >= min_count]
+        return [(k, self.series[k]) for k in dict.fromkeys(keys)]
 
     def find_series(self, globs: list[str], min_count: int) -> tuple[str, Series] | None:
         """The first key (in the rule's order) with enough values; globs match in sorted key order."""
@@ -237,15 +310,71 @@ class LogScan:
         return None
 
 
-def _lines_containing(by_shape: dict[bytes, list[int]], low_lines: list[bytes],
-                      literals: list[bytes] | None) -> list[int]:
-    """Indices of the lines holding one of the literals, in order: shapes narrow the search, then the
-    line itself is checked (zeroed digits can make a shape match where the line does not)."""
-    if literals is None:
-        return list(range(len(low_lines)))
-    shaped = [_shape(lit) for lit in literals]
-    found = sorted(n for shape, ns in by_shape.items() if any(x in shape for x in shaped) for n in ns)
-    return [n for n in found if any(lit in low_lines[n] for lit in literals)]
+# one `key: value` / `key=value` / `'key': value` pair; a key is a name (Megatron's have one inner space),
+# whole: `kl` inside `actor/ppo_kl` is not `kl`. Which keys count is the rules' business (`wants`).
+_PAIR = re.compile(rb"(?<![\w./@-])(?P<key>[A-Za-z_][\w./@-]*(?: [A-Za-z_][\w./@-]*)?)['\"]?\s{0,2}[:=]\s{0,2}['\"]?"
+                   + _WRAPPED + rb"(?P<val>" + _NUMBER + rb")(?![\w.])")
+_NOT_HEADER = re.compile(rb"[:={}|\[\]]")
+_CELL = re.compile(rb'"?(' + _NUMBER + rb')?"?')
+_WANDB_STAT = re.compile(r"__(MIN|MAX|min|max|step)$")
+
+
+def _csv_header(line: bytes, wants, source: str) -> tuple[str, list[str | None]] | None:
+    """A CSV header with at least one wanted metric, as column -> key (None: not a metric we read).
+    W&B names a column `<run name> - <key>` (and adds `__MIN`/`__MAX` columns); TensorBoard `Value`."""
+    if line.count(b",") < 1:
+        return None
+    keys: list[str | None] = []
+    for cell in line.decode("utf-8", "replace").strip().split(","):
+        name = cell.strip().strip('"').rsplit(" - ", 1)[-1].strip()
+        keys.append(name if name and not _WANDB_STAT.search(name) and wants(name) else None)
+    return (source, keys) if any(keys) else None
+
+
+class _ShapeIndex:
+    """A chunk's distinct line shapes (lowercased, digits zeroed) as one blob: which shapes hold a literal
+    is a few `find`s in C, not a test of every shape (a log with request ids has thousands of shapes)."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+        self.starts = [0]
+        pos = blob.find(b"\n")
+        while pos != -1:
+            self.starts.append(pos + 1)
+            pos = blob.find(b"\n", pos + 1)
+        self._memo: dict[bytes, list[int]] = {}
+
+    def holding(self, literal: bytes) -> list[int]:
+        """Indices of the shapes that contain `literal` (itself digit-zeroed), in order."""
+        if (found := self._memo.get(literal)) is None:
+            found, pos = [], self.blob.find(literal)
+            while pos != -1:
+                g = bisect.bisect_right(self.starts, pos) - 1
+                found.append(g)
+                nxt = self.starts[g + 1] if g + 1 < len(self.starts) else len(self.blob)
+                pos = self.blob.find(literal, nxt)
+            self._memo[literal] = found
+        return found
+
+
+def _candidates(groups: list[list[int]], index: _ShapeIndex, lines: list[bytes], literals: list[bytes] | None,
+                blind: bool, relaxed: re.Pattern[str] | None) -> list[int]:
+    """The lines a signature must be tried on, in order: those holding one of its literals (looked for in
+    the shapes; a literal with digits is checked in the line itself), only the first of each shape when
+    the regex is digit-blind, and only shapes its relaxed regex matches when it is not."""
+    chosen = range(len(groups)) if literals is None else sorted(
+        set().union(*(index.holding(_shape(lit)) for lit in literals)))
+    found: list[int] = []
+    for g in chosen:
+        ns = groups[g]
+        if blind:
+            found.append(ns[0])
+        elif relaxed is None or relaxed.search(lines[ns[0]].decode("utf-8", "replace")):
+            found += ns
+    found.sort()
+    if literals is None or all(lit == _shape(lit) for lit in literals):  # no digits: the shape said it all
+        return found
+    return [n for n in found if any(lit in lines[n].lower() for lit in literals)]
 
 
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
@@ -261,7 +390,8 @@ def _shape(text: bytes) -> bytes:
     return text.translate(_ZERO_DIGITS)
 
 
-def _hubs(literals: list[bytes], size: int = 4, least: int = 3) -> dict[bytes, list[bytes]]:
+@functools.cache
+def _hubs(literals: tuple[bytes, ...], size: int = 4, least: int = 3) -> dict[bytes, list[bytes]]:
     """Group literals under a shared substring, so a chunk without "rror" skips the two dozen
     literals that contain it with one search instead of two dozen (each search reads the whole chunk).
     Greedy: the substring of `size` bytes shared by the most ungrouped literals, while it covers `least`."""
@@ -279,6 +409,95 @@ def _hubs(literals: list[bytes], size: int = 4, least: int = 3) -> dict[bytes, l
 
 
 # ---------------------------------------------------------------------------------- literals
+
+
+def digit_blind(regex: str) -> bool:
+    """True when the regex cannot tell one digit from another (no literal digit, no class holding some
+    digits but not all, no backreference), so zeroing a line's digits cannot change whether it matches."""
+    try:
+        return _blind(sre_parse.parse(regex))
+    except Exception:
+        return False
+
+
+_ALL_DIGITS = set(range(ord("0"), ord("9") + 1))
+_QUANTIFIER = re.compile(r"\{\d*,?\d*\}")
+
+
+def relax(regex: str) -> re.Pattern[str] | None:
+    """A digit-blind regex that matches every line `regex` matches (a digit literal becomes \\d, a class
+    gains 0-9 or loses its negated digits, a backreference becomes .*), or None when the rewrite is not
+    certain (it must compile and be digit-blind)."""
+    out, i, n = [], 0, len(regex)
+    while i < n:
+        c = regex[i]
+        if c == "\\":
+            nxt = regex[i + 1:i + 2]
+            out.append(".*" if nxt.isdigit() else regex[i:i + 2])
+            i += 2
+        elif c == "{" and (m := _QUANTIFIER.match(regex, i)):
+            out.append(m.group())
+            i = m.end()
+        elif regex.startswith("(?P=", i):
+            i = regex.index(")", i) + 1
+            out.append(".*")
+        elif c == "[":
+            j = i + 1 + (regex[i + 1:i + 2] == "^")
+            j += regex[j:j + 1] == "]"  # a leading ] is a member
+            while j < n and regex[j] != "]":
+                j += 2 if regex[j] == "\\" else 1
+            body, negated = regex[i + 1 + (regex[i + 1:i + 2] == "^"):j], regex[i + 1:i + 2] == "^"
+            if negated:
+                body = re.sub(r"\d-\d|\d", "", body) or "\\n"  # [^5] is a superset of nothing: anything
+                out.append(f"[^{body}]")
+            else:
+                out.append(f"[{body}0-9]" if re.search(r"\d", body) else f"[{body}]")
+            i = j + 1
+        elif c.isdigit():
+            out.append("\\d")
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    relaxed = "".join(out)
+    try:
+        pattern = re.compile(relaxed)
+    except re.error:
+        return None
+    return pattern if digit_blind(relaxed) else None
+
+
+def _blind(seq) -> bool:
+    for op, av in seq:
+        if op in (C.LITERAL, C.NOT_LITERAL) and chr(av).isdigit():
+            return False
+        if op in (C.GROUPREF, C.GROUPREF_EXISTS):
+            return False
+        if op is C.IN:
+            covered: set[int] = set()
+            for item_op, item in av:
+                if item_op is C.LITERAL and chr(item).isdigit():
+                    covered.add(item)
+                elif item_op is C.RANGE:
+                    covered |= _ALL_DIGITS & set(range(item[0], item[1] + 1))
+                elif item_op is C.CATEGORY and item in (C.CATEGORY_DIGIT, C.CATEGORY_NOT_DIGIT):
+                    covered |= _ALL_DIGITS if item is C.CATEGORY_DIGIT else set()
+            if covered and covered != _ALL_DIGITS:
+                return False
+        subs = []
+        if op is C.SUBPATTERN:
+            subs = [av[3]]
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
+            subs = [av[2]]
+        elif op is C.BRANCH:
+            subs = list(av[1])
+        elif op in (C.ASSERT, C.ASSERT_NOT):
+            subs = [av[1]]
+        elif op is C.ATOMIC_GROUP:
+            subs = [av]
+        if not all(_blind(sub) for sub in subs):
+            return False
+    return True
 
 
 def required_literals(regex: str) -> list[bytes] | None:
@@ -358,11 +577,10 @@ def _longest_plain(glob: str) -> str:
     return max(re.split(r"[*?\[\]]", glob), key=len)
 
 
-def _glob_to_regex(glob: str) -> bytes:
-    parts = [re.escape(p) for p in glob.split("*")]
-    return "[\\w./@-]*".join(parts).encode()
-
-
 def scan_path(scan: LogScan, path: Path, source: str | None = None) -> None:
     with open(path, "rb") as f:
         scan.scan(f, source or str(path))
+
+
+def scan_text(scan: LogScan, text: str, source: str = "<text>") -> None:
+    scan.scan(io.BytesIO(text.encode("utf-8", "replace")), source)

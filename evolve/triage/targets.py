@@ -9,12 +9,13 @@ import math
 import os
 import re
 import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from evolve.triage.playbook import Playbook, load_playbook
-from evolve.triage.scan import EXCERPT, LogScan, scan_path
+from evolve.triage.scan import EXCERPT, LogScan, scan_path, scan_text
 from evolve.triage.vocabulary import KINDS, Diagnosis, Evidence, TargetNotFound
 from evolve.triage.weigh import diagnose
 
@@ -23,9 +24,36 @@ MAX_JSON = 1 << 20  # bytes of status.json, or of one metrics line, that triage 
 RUN_FILES = ("status.json", "metrics.jsonl", "stdout.log", "stderr.log", "train.log", "launch.log", "launch.json")
 
 
-def triage(target: str, playbook: Playbook | None = None) -> Diagnosis:
-    """Diagnose a run directory, a log file, or `mlflow:<run_id>` (tracking URI from MLFLOW_TRACKING_URI)."""
+def triage(target: str, playbook: Playbook | None = None, baseline: str | Path | None = None) -> Diagnosis:
+    """Diagnose a run directory, a log file, `-` (a report on stdin) or `mlflow:<run_id>` (tracking URI from
+    MLFLOW_TRACKING_URI). With `baseline` (a healthy run directory or log of the same workload), the
+    diagnosis also says what is new in this run's output (`Diagnosis.diff`)."""
     book = playbook or load_playbook()
+    diagnosis = _triage(target, book)
+    if baseline is not None and target not in ("-",) and not target.startswith("mlflow:"):
+        from evolve.triage.baseline import compare
+
+        diagnosis.diff = compare(book, Path(target), Path(baseline))
+        if diagnosis.kind in ("unknown", "crash") and diagnosis.diff["new_lines"]:
+            # nothing specific: the lines the healthy run never printed are the best evidence there is
+            new = [Evidence(e["source"], e["line"], e["text"]) for e in diagnosis.diff["new_lines"]]
+            diagnosis.evidence = (new + [e for e in diagnosis.evidence if e not in new])[:len(diagnosis.evidence) + 3]
+    return diagnosis
+
+
+def triage_text(text: str, playbook: Playbook | None = None, source: str = "<text>") -> Diagnosis:
+    """Diagnose a pasted report or a log held in memory."""
+    book = playbook or load_playbook()
+    scan = book.scanner()
+    scan_text(scan, text, source)
+    return diagnose(book, scan, verdict=None)
+
+
+def _triage(target: str, book: Playbook) -> Diagnosis:
+    if target == "-":
+        scan = book.scanner()
+        scan.scan(sys.stdin.buffer, "<stdin>")
+        return diagnose(book, scan, verdict=None)
     if target.startswith("mlflow:"):
         return _triage_mlflow(target.removeprefix("mlflow:"), book)
     path = Path(target)
@@ -64,7 +92,7 @@ def _triage_run_dir(run_dir: Path, book: Playbook) -> Diagnosis:
             _guarded(malformed, files[name], lambda p: scan_path(scan, p))
     if "metrics.jsonl" in have:
         _guarded(malformed, files["metrics.jsonl"],
-                 lambda p: malformed.extend(_read_metrics(scan, p, str(p))))
+                 lambda p: malformed.extend(read_metrics(scan, p, str(p))))
     if "status.json" not in have:
         verdict, facts, note = _launch_verdict(files["launch.json"]) if "launch.json" in have else (None, {}, None)
         return diagnose(book, scan, verdict, facts, note, malformed=malformed)
@@ -139,7 +167,7 @@ def _launch_verdict(path: Path) -> tuple[str | None, dict, Evidence | None]:
     return "timeout", {"message": text}, Evidence(str(path), None, text)
 
 
-def _read_metrics(scan: LogScan, path: Path, source: str) -> list[Evidence]:
+def read_metrics(scan: LogScan, path: Path, source: str) -> list[Evidence]:
     """Stream metrics.jsonl into `scan`; return evidence about lines that are not JSON objects. A torn
     last line is what a killed run leaves, and is not reported."""
     bad: list[tuple[int, str]] = []
@@ -259,7 +287,7 @@ def _diagnose_mlflow(client, run, run_id: str, book: Playbook) -> Diagnosis:
             if name.endswith((".log", ".txt")) or name == "metrics.jsonl":
                 local = Path(client.download_artifacts(run_id, name, tmp))
                 if name == "metrics.jsonl":
-                    malformed += _read_metrics(scan, local, f"{source}/{name}")
+                    malformed += read_metrics(scan, local, f"{source}/{name}")
                 else:
                     scan_path(scan, local, f"{source}/{name}")
         if "metrics.jsonl" not in names:

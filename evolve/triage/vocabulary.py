@@ -9,8 +9,12 @@ TRAINER_KINDS = ("nan_loss", "grad_explosion", "router_collapse", "entropy_colla
                  "host_oom", "cuda_oom", "config_error", "scaffold_error", "timeout", "crash")
 FOREIGN_KINDS = ("dist_timeout", "kl_blowup", "reward_hacking", "logprob_mismatch", "shape_error",
                  "import_error", "data_error", "checkpoint_error", "disk_full")
-KINDS = (*TRAINER_KINDS, *FOREIGN_KINDS, "healthy")
-FRAMEWORKS = ("evolve", "verl", "trl", "openrlhf", "deepspeed", "vllm", "torch.distributed")
+# `unknown`: the output shows an error or a symptom that nothing explains; never `healthy` by default
+KINDS = (*TRAINER_KINDS, *FOREIGN_KINDS, "healthy", "unknown")
+FRAMEWORKS = ("evolve", "verl", "trl", "openrlhf", "ms-swift", "llama-factory", "megatron", "deepspeed", "vllm",
+              "sglang", "ray", "transformers", "torch.distributed")
+
+
 class TargetNotFound(Exception):
     """The thing to triage does not exist (no such path, no such MLflow run)."""
 
@@ -42,6 +46,11 @@ class Diagnosis:
     root_cause: str
     remedies: list[Remedy]
     framework: str | None = None
+    also: list[str] = field(default_factory=list)  # other kinds with evidence, most likely first (often effects)
+    explain: list[str] = field(default_factory=list)  # which rules, metrics or words decided, strongest first
+    diff: dict[str, Any] | None = None  # what is new against the last healthy run (campaigns, --baseline)
+    candidates: list[str] = field(default_factory=list)  # the kinds worth a second opinion, `kind` first
+    model: dict[str, Any] | None = None  # an LLM's pick among `candidates`, beside the rules' `kind`
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

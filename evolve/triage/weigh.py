@@ -10,73 +10,151 @@ from evolve.triage.playbook import OPS, Playbook
 from evolve.triage.scan import LogScan
 from evolve.triage.vocabulary import KINDS, Diagnosis, Evidence, Remedy
 
-NO_EVIDENCE_CONFIDENCE = 0.25
 MAX_INFERRED = 0.99  # 1.0 is reserved for a verdict the run wrote itself
 MAX_EVIDENCE = 5
-_GENERIC = {"crash": 1, "healthy": 0}  # at equal scores a specific kind beats a catch-all
+GENERIC = ("crash", "healthy", "unknown")  # catch-alls: never rivals of a specific kind
+# A specific kind needs this much evidence to beat a bare traceback; less (one weak signature, a shaky
+# classifier guess) is listed but the run is called a crash (or unknown) rather than something it may not be.
+DECIDES = 1.0
+HARD = 3.0  # one hard signature: the classifier is not asked
+PROSE_WEIGHT = 2.5  # the classifier's probability, as evidence: always below one hard signature
+PROSE_MIN = 0.3  # a classifier guess below this probability is no evidence
+PROSE_CAP = 0.7  # the most confidence words alone can give
+NO_EVIDENCE_CONFIDENCE = 0.25
 
 
 Found = dict[str, list[tuple[float, Evidence, dict]]]  # kind -> (weight, evidence, root-cause fields)
 
 
-def _weigh(book: Playbook, scan: LogScan) -> tuple[dict[str, float], Found, dict[str, float]]:
+def _weigh(book: Playbook, scan: LogScan, why: list[tuple[float, str]]
+           ) -> tuple[dict[str, float], Found, dict[str, float]]:
     """Score every kind: matched signatures (each once) plus fired metric rules; the latter also apart."""
     scores, from_rules = dict.fromkeys(KINDS, 0.0), dict.fromkeys(KINDS, 0.0)
     found: Found = {k: [] for k in KINDS}
     for i, hit in scan.hits.items():
-        group, name = book.signatures[i].group.split(":", 1)
+        group, _, name = book.signatures[i].group.partition(":")
         if group == "kind":
             weight = book.signatures[i].weight
             scores[name] += weight
             short = hit.text if len(hit.text) <= 160 else hit.text[:160] + "…"  # root cause is one sentence
             found[name].append((weight, Evidence(hit.source, hit.line, hit.text),
                                 {"match": short, "line": hit.line, **hit.groups}))
+            where = f"{hit.source}:{hit.line}"
+            why.append((weight, f"{name} +{weight:g}: signature /{book.signatures[i].regex}/ at {where}"))
     for kind, spec in book.kinds.items():
         for rule in spec.get("metric_rules", []):
             if fired := _rule(rule, scan):
                 scores[kind] += rule["weight"]
                 from_rules[kind] += rule["weight"]
                 found[kind].append((rule["weight"], *fired))
+                why.append((rule["weight"], f"{kind} +{rule['weight']:g}: metric rule: {fired[0].text}"))
     return scores, found, from_rules
 
 
+def _rank(book: Playbook, scores: dict[str, float], found: Found) -> list[str]:
+    """Specific kinds with evidence, root cause first: a kind that is an `effect_of` another kind with
+    evidence (the NCCL timeout that follows an OOM on another rank) goes after it, whatever its score; then
+    the higher score, then the earlier line (the earlier failure is the cause, the later a symptom)."""
+    live = [k for k in KINDS if k not in GENERIC and scores[k] > 0]
+
+    def effect(k: str) -> bool:
+        causes = book.kinds[k].get("effect_of") or []
+        return any(c != k and scores[c] >= DECIDES and ("any" in causes or c in causes) for c in live)
+
+    return sorted(live, key=lambda k: (effect(k), -scores[k], _first_line(found[k])))
+
+
 def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | None = None,
-              verdict_evidence: Evidence | None = None, framework: str | None = None,
-              malformed: list[Evidence] = ()) -> Diagnosis:
-    """Pick the kind (the verdict, else the best score), then gather its evidence, root cause and remedies.
-    `malformed` names run output that is not what the trainer writes: evidence, and `crash` when nothing
-    else explains the run (output the trainer could not have written means it did not finish normally)."""
-    facts = facts or {}
-    scores, found, from_rules = _weigh(book, scan)
+             verdict_evidence: Evidence | None = None, framework: str | None = None,
+             malformed: list[Evidence] = ()) -> Diagnosis:
+    """Pick the kind, then gather its evidence, root cause and remedies. In order:
+      - the run's own verdict (status.json, MLflow tags, the launcher's timeout), unless it says healthy
+        and its metrics disagree;
+      - a specific kind with enough evidence (signatures, metric rules and, when no hard signature fired,
+        the prose classifier's probability);
+      - `crash` for a bare traceback, or for output the trainer could not have written (`malformed`);
+      - `healthy` only on positive evidence (a clean finish marker) and with no symptom in sight;
+      - else `unknown`, with the lines that look wrong as evidence: never a false `healthy`."""
+    facts, why = facts or {}, []
+    scores, found, from_rules = _weigh(book, scan, why)
     if verdict == "healthy":  # a run that says it succeeded can still be sick in its metrics (reward hacking)
         scores = {k: from_rules[k] for k in KINDS}
-    ranked = sorted(KINDS, key=lambda k: (scores[k], _GENERIC.get(k, 2), -_first_line(found[k])), reverse=True)
-    # a traceback is a symptom of every specific failure, not a rival explanation: catch-alls only
-    # compete with each other
-    rivals = [k for k in ranked[1:] if k not in _GENERIC or ranked[0] in _GENERIC]
-    s1, s2 = scores[ranked[0]], scores[rivals[0]]
-    if verdict in KINDS and not (verdict == "healthy" and s1 > 0):
+    ranked = _rank(book, scores, found)
+    guesses, words = [], book.words
+    if words is not None and verdict is None and (not ranked or scores[ranked[0]] < HARD):
+        guesses = words.predict(classifier_text(scan))
+        top, p = guesses[0]
+        if top not in GENERIC and p >= PROSE_MIN:
+            scores[top] += PROSE_WEIGHT * p
+            shown = ", ".join(w for w, _ in words.words_for(classifier_text(scan), top))
+            said = Evidence("classifier", None, f"the words say {top} (p={p:.2f}): {shown}")
+            found[top].append((PROSE_WEIGHT * p, said, {}))
+            why.append((PROSE_WEIGHT * p, f"{top} +{PROSE_WEIGHT * p:.2f}: classifier p={p:.2f}, words: {shown}"))
+            ranked = _rank(book, scores, found)
+        why.append((0.0, "classifier: " + ", ".join(f"{k} {q:.2f}" for k, q in guesses[:3])))
+    symptoms = _symptoms(book, scan)
+    lead = ranked[0] if ranked else None
+    if verdict in KINDS and not (verdict == "healthy" and lead):
         kind, confidence = verdict, 1.0
-    elif s1 > 0:
-        kind, confidence = ranked[0], min(MAX_INFERRED, (1 - math.exp(-s1 / 2)) * s1 / (s1 + s2))
+        why.insert(0, (math.inf, f"{kind}: the run's own verdict ({verdict_evidence or 'status'})"))
+    elif lead and (scores[lead] >= DECIDES or scores[lead] > scores["crash"]):
+        s1 = scores[lead]
+        s2 = max([scores[k] for k in ranked[1:]] + [0.0])
+        confidence = (1 - math.exp(-s1 / 2)) * s1 / (s1 + s2)
+        from_words = sum(w for w, e, _ in found[lead] if e.source == "classifier")
+        if from_words and s1 - from_words < DECIDES:  # mostly words: never as sure as a signature
+            confidence = min(confidence, PROSE_CAP)
+        kind, confidence = lead, min(MAX_INFERRED, confidence)
+    elif scores["crash"] > 0 or malformed:
+        kind = "crash"
+        s1 = scores["crash"]
+        confidence = (1 - math.exp(-s1 / 2)) * s1 / (s1 + (scores[lead] if lead else 0.0)) if s1 else 0.5
+    elif scores["healthy"] > 0 and not symptoms:
+        kind, confidence = "healthy", min(MAX_INFERRED, 1 - math.exp(-scores["healthy"] / 2))
     else:
-        kind, confidence = "crash" if malformed else "healthy", NO_EVIDENCE_CONFIDENCE
+        kind, confidence = "unknown", NO_EVIDENCE_CONFIDENCE
+        why.append((0.0, "unknown: " + ("no signature, metric rule or word explains the lines that look wrong"
+                                        if symptoms else "no evidence of a failure, and none of a clean finish")))
     items = sorted(found[kind], key=lambda t: (-t[0], t[1].line if t[1].line is not None else math.inf))
     evidence = ([verdict_evidence] if verdict_evidence else []) + list(malformed)
     for _, e, _ in items:  # two signatures on one line are one piece of evidence
         if not any((e.source, e.line, e.text) == (o.source, o.line, o.text) for o in evidence):
             evidence.append(e)
-    if not items and kind in ("crash", "healthy"):  # nothing specific: the last lines are the best we have
+    if kind == "unknown":
+        evidence += symptoms
+    if not items and kind in GENERIC and not symptoms:  # nothing specific: the last lines are the best we have
         evidence += [Evidence(src, n, t) for src, n, t in list(scan.ring)[-3:] if t.strip()]
     fields = {**{k: v for _, _, g in reversed(items) for k, v in g.items()}, **facts}
     for sig in book.signatures:  # the verdict's own message can name the key, the hook, the step...
         if sig.group == f"kind:{kind}" and (m := sig.pattern.search(str(facts.get("message", "")))):
             fields.update({k: v for k, v in m.groupdict().items() if v is not None and k not in fields})
     context = " ".join([str(facts.get("message", ""))] + [e.text for e in evidence] + [t for _, _, t in scan.ring])
+    also = [k for k in ranked if k != kind and scores[k] >= DECIDES]
+    candidates = [kind] + [k for k in [*ranked, *(g for g, q in guesses if q >= 0.1)] if k != kind]
     return Diagnosis(kind, round(confidence, 2), evidence[:MAX_EVIDENCE],
                      _root_cause(book.kinds[kind]["root_cause"], fields, kind, evidence),
                      remedies(book.kinds[kind].get("remedies") or [], context),
-                     framework or _framework(book, scan))
+                     framework or _framework(book, scan), also,
+                     [line for _, line in sorted(why, key=lambda t: -t[0])],
+                     candidates=list(dict.fromkeys(candidates))[:4])
+
+
+def classifier_text(scan: LogScan) -> str:
+    """What the classifier reads: the whole text when it is short, else its head and its last lines."""
+    tail = "\n".join(t for _, _, t in scan.ring)
+    return tail if scan.lines <= len(scan.ring) else scan.head + "\n" + tail
+
+
+def _symptoms(book: Playbook, scan: LogScan) -> list[Evidence]:
+    """Lines that look wrong (an error, a symptom word): the first of each symptom pattern and any among
+    the last lines, in line order; the evidence of an `unknown`."""
+    seen = {(h.source, h.line): Evidence(h.source, h.line, h.text) for i, h in scan.hits.items()
+            if book.signatures[i].group == "symptom"}
+    patterns = [s.pattern for s in book.signatures if s.group == "symptom"]
+    for src, n, text in scan.ring:
+        if (src, n) not in seen and any(p.search(text) for p in patterns):
+            seen[(src, n)] = Evidence(src, n, text)
+    return sorted(seen.values(), key=lambda e: (e.source, e.line or 0))[:MAX_EVIDENCE]
 
 
 def _first_line(found: list[tuple[float, Evidence, dict]]) -> int:
@@ -98,10 +176,12 @@ def _rule(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
 def _fires(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
     need = rule.get("min_count", 2)
     if "rising" in rule:
-        up, down = scan.find_series(rule["rising"], need), scan.find_series(rule["falling"], need)
-        if not up or not down:
+        # the strongest rise and the strongest fall: one of several eval sets falling is enough
+        ups, downs = scan.all_series(rule["rising"], need), scan.all_series(rule["falling"], need)
+        if not ups or not downs:
             return None
-        (uk, us), (dk, ds) = up, down
+        uk, us = max(ups, key=lambda t: _change(t[1]))
+        dk, ds = max(downs, key=lambda t: -_change(t[1]))
         (u0, u1), (d0, d1) = us.early_late(), ds.early_late()
         delta = rule.get("min_change", 0.0)
         if u1 - u0 < delta or d0 - d1 < delta:
@@ -116,12 +196,32 @@ def _fires(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
         key, s = found
         return (Evidence(scan.series_source[key], s.nonfinite_line, f"{key} is non-finite ({s.nonfinite} values)"),
                 {"key": key, "value": "nan", "line": s.nonfinite_line})
+    if rule["op"] in ("grows", "shrinks"):
+        found = scan.find_series(rule["keys"], max(need, 4))
+        if not found:
+            return None
+        key, s = found
+        early, late = s.early_late()
+        factor = float(rule["value"])
+        grew = rule["op"] == "grows" and late > 0 and late >= factor * max(early, 1e-12)
+        shrank = rule["op"] == "shrinks" and early > 0 and late * factor <= early
+        if not (grew or shrank):
+            return None
+        ratio = late / early if early else math.inf
+        text = f"{key} {'grew' if grew else 'fell'} {early:.3g} → {late:.3g} (×{ratio:.3g})"
+        return Evidence(scan.series_source[key], s.last_line, text), {"key": key, "value": f"{late:.4g}",
+                                                                      "line": s.last_line}
     compared = _compare(rule, scan, need)
     if compared is None:
         return None
     key, agg, value, line, n = compared
     text = f"{key} {agg} = {value:.4g} {rule['op']} {rule['value']:g} (over {n} values)"
     return Evidence(scan.series_source[key], line, text), {"key": key, "value": f"{value:.4g}", "line": line}
+
+
+def _change(s) -> float:
+    early, late = s.early_late()
+    return late - early
 
 
 def _guards(rule: dict) -> list[dict]:
@@ -169,7 +269,7 @@ def _framework(book: Playbook, scan: LogScan) -> str | None:
     """The framework the user configures: the lowest tier with any hit, then the most distinct hits."""
     counts: dict[str, int] = {}
     for i in scan.hits:
-        group, name = book.signatures[i].group.split(":", 1)
+        group, _, name = book.signatures[i].group.partition(":")
         if group == "framework":
             counts[name] = counts.get(name, 0) + 1
     if not counts:

@@ -1,0 +1,182 @@
+"""Triage on real failures: the corpus's shape, the metric formats real frameworks print, honest verdicts
+(`unknown`, never a false `healthy`), the root kind first, stdin and --explain, the prose classifier, and
+the diff against the last healthy run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter, defaultdict
+
+import pytest
+
+from evolve.triage import KINDS, corpus, load_playbook, prose, triage, triage_text
+from evolve.triage.scan import scan_text
+from tests.conftest import ROOT
+
+BOOK = load_playbook()
+
+
+# ------------------------------------------------------------------------------------------ the corpus
+
+def test_the_corpus_has_200_cases_modelled_on_threads_and_a_third_prose():
+    cases = corpus.load()
+    assert len(cases) >= 200
+    per_kind = Counter(c.kind for c in cases)
+    assert set(per_kind) == set(KINDS) - {"unknown"}
+    thin = {k: n for k, n in per_kind.items() if n < 8}
+    assert not thin, f"kinds with fewer than 8 cases: {thin}"
+    prose_share = sum(c.form == "prose" for c in cases) / len(cases)
+    assert 0.28 <= prose_share <= 0.45
+    assert all(c.url.startswith("https://github.com/") for c in cases)
+
+
+def test_the_halves_are_split_by_thread_and_each_case_sits_in_its_threads_half():
+    halves = defaultdict(set)
+    for c in corpus.load():
+        assert c.split == corpus.split_of(c.url), f"{c.name} is in {c.split}, its thread belongs in the other half"
+        halves[c.split].add(c.url)
+    assert halves["dev"] and halves["test"] and not halves["dev"] & halves["test"]
+
+
+def test_a_case_file_with_an_unknown_key_or_kind_is_refused(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("url: https://github.com/a/b/issues/1\nframework: trl\nkind: oom\nform: log\ntext: x\n")
+    with pytest.raises(ValueError, match="kind 'oom' is not in the vocabulary"):
+        corpus.read_case(bad)
+    bad.write_text("url: https://github.com/a/b/issues/1\nframework: trl\nkind: crash\nform: log\ntext: x\nlabel: y\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        corpus.read_case(bad)
+
+
+def test_place_moves_a_new_case_into_its_threads_half(tmp_path):
+    new = tmp_path / "new.yaml"
+    new.write_text("url: https://github.com/a/b/issues/7\nframework: trl\nkind: crash\nform: log\ntext: boom\n")
+    moved = corpus.place([new], root=tmp_path)
+    half = corpus.split_of("https://github.com/a/b/issues/7")
+    assert moved[half] == 1 and (tmp_path / half / "new.yaml").is_file() and not new.exists()
+
+
+# ------------------------------------------------------------------------------------------ metric formats
+
+@pytest.mark.parametrize("text,key,nonfinite", [
+    ('{"loss": 0.3, "kl": NaN, "step": 5}\n{"loss": 0.3, "kl": 0.1}\n', "kl", 1),  # ms-swift JSON lines
+    ("{'loss': 0.53, 'grad_norm': nan, 'learning_rate': 1e-06, 'epoch': 0.1}\n" * 2, "grad_norm", 2),  # HF/TRL
+    ("step:3 - actor/pg_loss:-inf - actor/grad_norm:0.5\nstep:4 - actor/pg_loss:0.1\n", "actor/pg_loss", 1),  # verl
+    ("loss=inf grad_norm=0.1\nloss=0.3\n", "loss", 1),  # key=value
+    (" 12%|█▏  | 12/100 [00:10<01:10, 1.2it/s, loss=nan, reward=0.1]\n loss=0.2\n", "loss", 1),  # tqdm postfix
+    ("loss: -inf\nloss: 0.5\n", "loss", 1),  # key: value
+    ("{'loss': np.float64(nan), 'grad_norm': 0.2}\n{'loss': 0.1}\n", "loss", 1),  # numpy reprs
+    ("Step,run-7 - train/loss,run-7 - train/loss__MIN\n1,0.5,0.4\n2,NaN,0.3\n3,0.2,0.1\n", "train/loss", 1),  # W&B
+])
+def test_real_metric_formats_become_series_with_their_non_finite_values(text, key, nonfinite):
+    scan = BOOK.scanner()
+    scan_text(scan, text)
+    assert key in scan.series, sorted(scan.series)
+    s = scan.series[key]
+    assert s.nonfinite == nonfinite and s.n + s.nonfinite >= 2
+
+
+def test_a_csv_table_ends_at_the_first_line_that_is_not_a_row():
+    scan = BOOK.scanner()
+    scan_text(scan, "Step,train/loss\n1,0.5\n2,0.4\nthen the loss went nan\n3,0.9\n")
+    assert scan.series["train/loss"].n == 2
+
+
+def test_nan_in_a_json_metrics_line_is_nan_loss():
+    log = "\n".join(json.dumps({"loss": 0.4 - i / 100, "grad_norm": 1.0, "step": i}) for i in range(5))
+    log += '\n{"loss": NaN, "grad_norm": NaN, "step": 5}\n'
+    assert triage_text(log).kind == "nan_loss"
+
+
+# ------------------------------------------------------------------------------------------ honest verdicts
+
+def test_an_error_that_nothing_explains_is_unknown_with_the_lines_as_evidence():
+    d = triage_text("epoch 1 ok\nepoch 2 ok\nERROR flux capacitor misaligned on node 3\n")
+    assert d.kind == "unknown" and d.kind != "healthy"
+    assert any("flux capacitor" in e.text for e in d.evidence)
+
+
+def test_healthy_needs_a_clean_finish_marker_and_no_symptom():
+    done = "{'train_runtime': 812.3, 'train_samples_per_second': 3.1, 'train_loss': 0.41, 'epoch': 3.0}\n"
+    assert triage_text(done).kind == "healthy"
+    assert triage_text("epoch 1\nepoch 2\n").kind == "unknown"  # silence is not health
+    assert triage_text(done + "RuntimeError: the reward server crashed\n").kind != "healthy"
+
+
+def test_the_root_kind_comes_first_and_the_timeout_it_caused_is_listed():
+    log = ("[rank2]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 2 has a total "
+           "capacity of 79.1 GiB of which 1.2 GiB is free.\n"
+           + "[rank0]:[E ProcessGroupNCCL.cpp:616] [Rank 0] Watchdog caught collective operation timeout: "
+             "WorkNCCL(SeqNum=812, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600071 "
+             "milliseconds before timing out.\n" * 3)
+    d = triage_text(log)
+    assert d.kind == "cuda_oom" and "dist_timeout" in d.also
+
+
+def test_a_report_in_prose_is_understood():
+    d = triage_text("most tokens are routed to the same expert after a few hundred steps, the other experts get "
+                    "almost nothing")
+    assert d.kind == "router_collapse" and d.confidence < 0.99
+
+
+def test_the_classifier_ships_and_is_small_and_never_beats_a_hard_signature():
+    model = prose.load()
+    assert model is not None and (ROOT / "playbooks" / "triage_prose.json").stat().st_size < 2 << 20
+    assert {"cuda_oom", "router_collapse", "healthy"} <= set(model.classes)
+    d = triage_text("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.00 GiB\n"
+                    "most tokens are routed to the same expert")
+    assert d.kind == "cuda_oom"
+
+
+def test_words_alone_never_claim_more_than_the_prose_cap():
+    from evolve.triage.weigh import PROSE_CAP
+    for case in corpus.load("dev")[:40]:
+        d = triage_text(case.text)
+        decided_by_words = all(e.source == "classifier" for e in d.evidence)
+        if d.evidence and decided_by_words:
+            assert d.confidence <= PROSE_CAP
+
+
+# ------------------------------------------------------------------------------------------ input, output
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolve", "triage", *args], input=stdin, capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_a_report_pasted_on_stdin_is_triaged_and_explained():
+    r = _cli("-", "--explain", stdin="CUDA out of memory regardless of batch size, even with batch size 1\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("kind: cuda_oom") and "\nwhy:\n" in r.stdout
+
+
+def test_json_output_carries_also_explain_and_candidates():
+    r = _cli("-", "--json", stdin="[Errno 28] No space left on device while saving checkpoint-500\n")
+    d = json.loads(r.stdout)
+    assert d["kind"] == "disk_full" and d["explain"] and d["candidates"][0] == "disk_full" and "also" in d
+
+
+def test_bad_triage_flags_are_one_line_errors(tmp_path):
+    r = _cli("-", "--model-url", "http://localhost:1/v1", stdin="x")
+    assert r.returncode == 2 and "--model-url and --model go together" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("-", "--baseline", str(tmp_path / "missing"), stdin="x")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------ the diff
+
+def test_the_diff_against_a_healthy_run_points_at_the_new_lines_and_metrics(tmp_path):
+    healthy, failed = tmp_path / "healthy", tmp_path / "failed"
+    healthy.mkdir()
+    failed.mkdir()
+    banner = "".join(f"[INFO] loading shard {i} of 8\nWARNING: deprecated flag --foo\n" for i in range(8))
+    (healthy / "stdout.log").write_text(banner + "".join(f"step {i} loss: {1 - i / 50:.3f}\n" for i in range(20)))
+    (failed / "stdout.log").write_text(banner + "".join(f"step {i} loss: {1 - i / 50:.3f}\n" for i in range(9))
+                                       + "step 9 loss: nan\nERROR worker 3 lost its heartbeat to the store\n")
+    d = triage(str(failed), baseline=str(healthy))
+    assert d.diff["baseline"] == str(healthy)
+    texts = [e["text"] for e in d.diff["new_lines"]]
+    assert any("heartbeat" in t for t in texts) and not any("loading shard" in t for t in texts)
+    assert any(m.startswith("loss:") and "non-finite" in m for m in d.diff["metrics"])
