@@ -556,7 +556,7 @@ def test_a_malformed_launch_json_is_ignored(tmp_path):
     run = tmp_path / "run"
     write(run / "launch.json", "[1]")
     write(run / "launch.log", "starting\n")
-    assert triage(str(run)).kind == "healthy"
+    assert triage(str(run)).kind == "unknown"  # ignored, not a crash; and no finish marker, so not healthy
     write(run / "launch.json", '{"timed_out": true, "wall_s": "long"}')
     d = triage(str(run))
     assert d.kind == "timeout" and "timed_out=true (the launcher" in str(d.evidence[0])

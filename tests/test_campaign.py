@@ -602,3 +602,44 @@ def test_a_succeeded_round_with_a_triage_warning_is_kept_and_the_tree_ends_there
     assert records[2].proposal["source"] == "rules/remedy" and records[2].proposal["target"] == "reward_hacking"
     with Workspace.open(load_spec(paths.spec)) as ws:
         assert ws.head() == ws.best() == ws.round_commit(2) and not ws.is_dirty()
+
+
+DIVERGES = """\
+import json, os, sys
+from pathlib import Path
+
+run = Path(os.environ["EVOLVE_RUN_DIR"])
+n = int(os.environ["EVOLVE_ROUND"])
+for i in range(30):
+    print(f"[INFO] loading shard {i % 8} of 8 from /data/part-{i:04d}.parquet")
+if n == 1:
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "train/loss": 1 - i / 20}) + "\\n"
+                                               for i in range(10)))
+    (run / "status.json").write_text(json.dumps({"status": "succeeded", "failure": None,
+                                                 "summary": {"eval_accuracy": 0.5}}))
+    sys.exit(0)
+print("WARN store heartbeat from rank 3 missing for 30 s")
+(run / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "train/loss": 1 - i / 20}) + "\\n"
+                                           for i in range(4)) + json.dumps({"step": 4, "train/loss": "NaN"}) + "\\n")
+(run / "status.json").write_text(json.dumps({"status": "failed", "failure": {"kind": "crash", "step": 4,
+                                             "message": "worker exited"}, "summary": {}}))
+sys.exit(1)
+"""
+
+
+def test_a_failed_round_is_compared_with_the_last_healthy_round(tmp_path):
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "config.yaml").write_text((FAKE / "config.yaml").read_text())
+    (template / "diverges.py").write_text(DIVERGES)
+    spec = write_spec(tmp_path, rounds=2, workspace={"template": str(template)},
+                      launch={"command": "python diverges.py"}, objective={"metric": "eval/accuracy"})
+    campaign.start(spec, home=tmp_path / "home", stream=io.StringIO())
+    paths = campaign.campaign_paths("demo", tmp_path / "home")
+    healthy = json.loads((paths.run_dir(1) / "diagnosis.json").read_text())
+    failed = json.loads((paths.run_dir(2) / "diagnosis.json").read_text())
+    assert healthy["diff"] is None  # a healthy run is not diffed
+    assert failed["diff"]["baseline"] == str(paths.run_dir(1))
+    texts = [e["text"] for e in failed["diff"]["new_lines"]]
+    assert any("heartbeat from rank 3" in t for t in texts) and not any("loading shard" in t for t in texts)
+    assert any(m.startswith("train/loss") and "non-finite" in m for m in failed["diff"]["metrics"])

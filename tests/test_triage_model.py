@@ -152,3 +152,24 @@ def test_the_spec_accepts_triage_and_types_it(tmp_path):
     typo = load_spec(write_spec(tmp_path / "c", brain={"kind": "openai", "options": {**good, "triaje": True}}))
     with pytest.raises(SpecError, match="brain.options.triaje"):
         make_brain(typo)
+
+
+def test_evolve_triage_with_a_model_shows_its_pick_beside_the_rules_kind(serve):
+    """The CLI path: `evolve triage - --model-url URL --model M` against a real local server."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    report = ("[rank2]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+              "[rank0]: Watchdog caught collective operation timeout: WorkNCCL(SeqNum=9, OpType=ALLREDUCE) ran for "
+              "600071 milliseconds before timing out.\n")
+    server = serve(("json", {"kind": "dist_timeout", "reason": "the timeout came first on rank 0"}))
+    proc = subprocess.run([sys.executable, "-m", "evolve", "triage", "-", "--json", "--model-url", server.url,
+                           "--model", "scripted"], input=report, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["kind"] == "cuda_oom"  # the rules' answer stays
+    assert d["model"] == {"kind": "dist_timeout", "reason": "the timeout came first on rank 0", "model": "scripted"}
+    enum = server.requests[0]["response_format"]["json_schema"]["schema"]["properties"]["kind"]["enum"]
+    assert enum == d["candidates"] and enum[:2] == ["cuda_oom", "dist_timeout"]

@@ -180,3 +180,13 @@ def test_the_diff_against_a_healthy_run_points_at_the_new_lines_and_metrics(tmp_
     texts = [e["text"] for e in d.diff["new_lines"]]
     assert any("heartbeat" in t for t in texts) and not any("loading shard" in t for t in texts)
     assert any(m.startswith("loss:") and "non-finite" in m for m in d.diff["metrics"])
+
+
+# ------------------------------------------------------------------------------------------ the figure
+
+def test_the_published_accuracy_holds_and_no_failure_is_called_healthy():
+    """The README's figure (benchmarks/triage_accuracy.py on the test half) must not quietly get worse."""
+    results = [(c, triage_text(c.text, BOOK, c.name)) for c in corpus.load("test")]
+    right = sum(c.kind == d.kind for c, d in results) / len(results)
+    assert right >= 0.80, f"test-half accuracy fell to {right:.1%} (published: 80.3%)"
+    assert not [c.name for c, d in results if d.kind == "healthy" and c.kind != "healthy"]

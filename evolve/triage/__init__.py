@@ -1,20 +1,28 @@
-"""Triage: turn a run directory, a log file or an MLflow run into a `Diagnosis` (kind, evidence, remedies).
+"""Triage: turn a run directory, a log file, a pasted report or an MLflow run into a `Diagnosis`.
 
-The knowledge lives in playbooks/triage.yaml (signatures → kinds → remedies); this module only weighs
-evidence. A run directory's `status.json` is the trainer's own verdict and is taken as authoritative;
-logs and metrics then supply the evidence and the numbers for the root cause. Logs of other
-frameworks have no verdict, so their kind is the best-scoring one.
+The knowledge is data: playbooks/triage.yaml (kinds, root causes, remedies, signatures, metric rules)
+plus playbooks/triage.d/*.yaml (more signatures and rules, by concern) and playbooks/triage_prose.json
+(the prose classifier's weights). This package reads and weighs it:
 
-Confidence (for kinds inferred from evidence, not read from a verdict):
-    s_k = Σ weights of the distinct signatures of kind k that matched + Σ weights of its fired metric rules
+    vocabulary.py  the closed set of kinds, Evidence / Remedy / Diagnosis
+    playbook.py    the strict loader (main file + fragments)
+    scan.py        the streaming scanner: signatures and metric series over logs of any size, by line shape
+    prose.py       the lexical classifier for what no signature explains (trained by scripts/)
+    weigh.py       evidence → kind: the run's verdict, else signatures + metric rules + words; root first
+    targets.py     what can be triaged (run dir, file, stdin, text, mlflow:), each read as untrusted
+    baseline.py    what is new in a failed run against the last healthy one
+    corpus.py      the labelled corpus of real failure reports, split by thread
+    report.py      the text output (and --explain)
+
+Confidence of an inferred kind: with s_k the summed weights of kind k's distinct signatures, fired metric
+rules and (when no hard signature fired) the classifier's probability × PROSE_WEIGHT,
     confidence = (1 - exp(-s1 / 2)) · s1 / (s1 + s2)
-where s1 is the winner's score and s2 the runner-up's. The first factor saturates with the amount of
-evidence (one weight-3 signature → 0.78, two → 0.95); the second shares the belief out when another kind
-has evidence too. The catch-alls (`crash`: a bare traceback; `healthy`) are not rivals of a specific
-kind — every CUDA OOM also prints a traceback — so they only count as runner-up to each other. A status.json
-verdict has confidence 1.0 and inferred kinds are capped at MAX_INFERRED; a log with no signature at all
-is `healthy` at NO_EVIDENCE_CONFIDENCE.
+for the winner s1 and the runner-up s2; capped at PROSE_CAP when the words carry the decision, at
+MAX_INFERRED otherwise (1.0 is a verdict the run wrote itself). `healthy` needs positive evidence; output
+with a symptom that nothing explains is `unknown`. benchmarks/triage_accuracy.py prints the reliability
+table that checks these numbers against the corpus.
 """
+
 
 
 from evolve.triage.playbook import CONDITION, PLAYBOOK, Playbook, load_playbook

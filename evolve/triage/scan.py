@@ -102,6 +102,25 @@ class Series:
         if value < self.min:
             self.min, self.min_line = value, line
 
+    def extend(self, values: list[float], lines: list[int]) -> None:
+        """`add` for each value, in a few passes that run in C rather than a Python call per value."""
+        finite = [v - v == 0 for v in values]  # False for NaN and ±inf
+        if not all(finite):
+            for value, line in zip(values, lines, strict=True):
+                self.add(value, line)
+            return
+        self.last, self.last_line = values[-1], lines[-1]
+        self.n += len(values)
+        self.total += sum(values)
+        if len(self.head) < HEAD:
+            self.head.extend(values[:HEAD - len(self.head)])
+        self.tail.extend(values[-HEAD:])
+        top, low = max(values), min(values)
+        if top > self.max:
+            self.max, self.max_line = top, lines[values.index(top)]
+        if low < self.min:
+            self.min, self.min_line = low, lines[values.index(low)]
+
     def early_late(self) -> tuple[float, float]:
         """Mean of the first and of the last stretch of finite values (halves of a short series)."""
         m = max(1, min(HEAD, self.n // 2))
@@ -188,19 +207,26 @@ class LogScan:
                     self.hits[i] = Hit(source, base + n + 1, _printable(text.strip()[:EXCERPT]), groups)
                     break
         metric_lines: set[int] = set()
+        found: dict[str, tuple[list[int], list[float]]] = {}  # key -> (line indices, values), batched
         if keys and self._metric_re is not None:
             for g in sorted(set().union(*(index.holding(_shape(k)) for k in keys))):
                 ns = shape_lines[g]
                 metric_lines.update(ns)
-                spans = self._spans(lines[ns[0]])
-                for n in ns if spans else ():
-                    line = lines[n]
-                    for key, (ka, kb), (a, b) in spans:
-                        if key is None:  # a key with digits in it (eval_aime24_pass1): each line says which
-                            key = self._wanted_key(line[ka:kb].decode())
-                            if key is None:
-                                continue
-                        self.add_metric(key, float(line[a:b]), base + n + 1, source)
+                for key, (ka, kb), (a, b) in self._spans(lines[ns[0]]):
+                    if key is not None:  # values sit at the same offsets in every line of the shape
+                        got = found.setdefault(key, ([], []))
+                        got[0].extend(ns)
+                        got[1].extend(float(lines[n][a:b]) for n in ns)
+                        continue
+                    for n in ns:  # a key with digits in it (eval_aime24_pass1): each line says which
+                        if (named := self._wanted_key(lines[n][ka:kb].decode())) is not None:
+                            got = found.setdefault(named, ([], []))
+                            got[0].append(n)
+                            got[1].append(float(lines[n][a:b]))
+            for key, (ns, values) in found.items():
+                if len(ns) > 1 and any(x > y for x, y in zip(ns, ns[1:], strict=False)):
+                    ns, values = map(list, zip(*sorted(zip(ns, values, strict=True)), strict=True))
+                self.add_metrics(key, values, [base + n + 1 for n in ns], source)
         if self.log_metrics and (self._csv or (keys and b"," in chunk)):
             self._tables(chunk.split(b"\n") if not lines else lines, base, source, metric_lines)
         self.lines = base + chunk.count(b"\n")
@@ -232,8 +258,9 @@ class LogScan:
     def _wanted_key(self, raw: str) -> str | None:
         if self.wants(raw):
             return raw
-        last = raw.rpartition(" ")[2]  # `actor loss: 0.3` is `loss` unless `actor loss` is wanted
-        return last if self.wants(last) else None
+        # `actor loss: 0.3` is `loss` unless `actor loss` is wanted; `cross entropy` is not `entropy`
+        first, _, last = raw.rpartition(" ")
+        return last if first and first.lower() not in _NOT_A_QUALIFIER and self.wants(last) else None
 
     def _tables(self, lines: list[bytes], base: int, source: str, candidates: set[int]) -> None:
         """CSV exported from TensorBoard or W&B: a header naming wanted metrics, then rows of numbers. A
@@ -271,6 +298,16 @@ class LogScan:
             series = self.series[key] = Series()
             self.series_source[key] = source
         series.add(value, line)
+
+    def add_metrics(self, key: str, values: list[float], lines: list[int], source: str) -> None:
+        """Many values of one key, in order: what a long log's metric lines become, a chunk at a time."""
+        series = self.series.get(key)
+        if series is None:
+            if len(self.series) >= MAX_SERIES:
+                return
+            series = self.series[key] = Series()
+            self.series_source[key] = source
+        series.extend(values, lines)
 
     def add_record(self, record: dict, line: int | None, source: str) -> None:
         """One metrics.jsonl record; NaN/Inf arrive as strings (JSON has none), and must count."""
@@ -312,8 +349,12 @@ class LogScan:
 
 # one `key: value` / `key=value` / `'key': value` pair; a key is a name (Megatron's have one inner space),
 # whole: `kl` inside `actor/ppo_kl` is not `kl`. Which keys count is the rules' business (`wants`).
-_PAIR = re.compile(rb"(?<![\w./@-])(?P<key>[A-Za-z_][\w./@-]*(?: [A-Za-z_][\w./@-]*)?)['\"]?\s{0,2}[:=]\s{0,2}['\"]?"
+# Separators: `:` or `=` (most loggers), a table cell (`| kl | 0.51 |`, baselines/SB3), or plain spaces
+# (`loss 10.77`, litgpt, nanoGPT).
+_PAIR = re.compile(rb"(?<![\w./@-])(?P<key>[A-Za-z_][\w./@-]*(?: [A-Za-z_][\w./@-]*)?)['\"]?"
+                   rb"(?:\s{0,2}[:=]\s{0,2}|\s*\|\s*|\s+)['\"]?"
                    + _WRAPPED + rb"(?P<val>" + _NUMBER + rb")(?![\w.])")
+_NOT_A_QUALIFIER = {"cross", "target", "binary", "max", "min", "init", "initial", "coef", "weight"}
 _NOT_HEADER = re.compile(rb"[:={}|\[\]]")
 _CELL = re.compile(rb'"?(' + _NUMBER + rb')?"?')
 _WANDB_STAT = re.compile(r"__(MIN|MAX|min|max|step)$")

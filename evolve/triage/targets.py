@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -46,12 +47,44 @@ def triage_text(text: str, playbook: Playbook | None = None, source: str = "<tex
     book = playbook or load_playbook()
     scan = book.scanner()
     scan_text(scan, text, source)
+    if len(text) <= MAX_REPORT:
+        _unwrapped(scan, text, source)
     return diagnose(book, scan, verdict=None)
+
+
+MAX_REPORT = 1 << 20  # a pasted report up to this size is also read with its wrapped sentences joined
+_ENDS_MID_SENTENCE = re.compile(r"[\w,;(]$")
+_CARRIES_ON = re.compile(r"^[a-z(]")
+
+
+def _unwrapped(scan: LogScan, text: str, source: str) -> None:
+    """Prose signatures look at one line; a user's sentence wrapped over two lines would escape them. Scan
+    the report again with wrapped sentences joined (a line ending mid-sentence, the next carrying on in
+    lower case), for the signatures that have not fired; a new hit gets the line its sentence starts on."""
+    joined, starts = [], []
+    for number, line in enumerate(text.split("\n"), 1):
+        if joined and _ENDS_MID_SENTENCE.search(joined[-1].rstrip()) and _CARRIES_ON.match(line.lstrip()):
+            joined[-1] = joined[-1].rstrip() + " " + line.lstrip()
+        else:
+            joined.append(line)
+            starts.append(number)
+    if len(joined) == text.count("\n") + 1:
+        return  # nothing was wrapped
+    before, ring, lines, metrics = set(scan.hits), scan.ring.copy(), scan.lines, scan.log_metrics
+    scan.lines, scan.log_metrics = 0, False
+    scan_text(scan, "\n".join(joined), source)
+    for i in set(scan.hits) - before:
+        scan.hits[i].line = starts[scan.hits[i].line - 1]
+    scan.ring, scan.lines, scan.log_metrics = ring, lines, metrics
 
 
 def _triage(target: str, book: Playbook) -> Diagnosis:
     if target == "-":
+        data = sys.stdin.buffer.read(MAX_REPORT + 1)
+        if len(data) <= MAX_REPORT:  # a pasted report: read whole, its wrapped sentences joined too
+            return triage_text(data.decode("utf-8", "replace"), book, "<stdin>")
         scan = book.scanner()
+        scan.scan(io.BytesIO(data), "<stdin>")
         scan.scan(sys.stdin.buffer, "<stdin>")
         return diagnose(book, scan, verdict=None)
     if target.startswith("mlflow:"):

@@ -94,6 +94,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         why.append((0.0, "classifier: " + ", ".join(f"{k} {q:.2f}" for k, q in guesses[:3])))
     symptoms = _symptoms(book, scan)
     lead = ranked[0] if ranked else None
+    if lead and scores["healthy"] >= 2 and not symptoms and all(e.source == "classifier" for _, e, _ in found[lead]):
+        lead = None  # a clean finish with nothing wrong in sight: words alone do not overrule it
     if verdict in KINDS and not (verdict == "healthy" and lead):
         kind, confidence = verdict, 1.0
         why.insert(0, (math.inf, f"{kind}: the run's own verdict ({verdict_evidence or 'status'})"))
