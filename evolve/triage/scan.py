@@ -20,6 +20,7 @@ import fnmatch
 import functools
 import io
 import math
+import operator
 import re
 import re._constants as C  # noqa: N812
 import re._parser as sre_parse
@@ -102,24 +103,28 @@ class Series:
         if value < self.min:
             self.min, self.min_line = value, line
 
-    def extend(self, values: list[float], lines: list[int]) -> None:
-        """`add` for each value, in a few passes that run in C rather than a Python call per value."""
-        finite = [v - v == 0 for v in values]  # False for NaN and ±inf
-        if not all(finite):
-            for value, line in zip(values, lines, strict=True):
-                self.add(value, line)
+    def extend_runs(self, runs: list[tuple[list[int], list[float]]], base: int) -> None:
+        """`add` for every value of several runs (each in line order; line = base + index + 1), in passes
+        that run in C: only the ends of the runs need merging for head, tail and last."""
+        sums = [sum(values) for _, values in runs]
+        if not all(map(math.isfinite, sums)):  # a NaN or inf among them: the careful path
+            for n, value in sorted((n, v) for ns, vs in runs for n, v in zip(ns, vs, strict=True)):
+                self.add(value, base + n + 1)
             return
-        self.last, self.last_line = values[-1], lines[-1]
-        self.n += len(values)
-        self.total += sum(values)
+        first = sorted((n, v) for ns, vs in runs for n, v in zip(ns[:HEAD], vs[:HEAD], strict=True))
+        last = sorted((n, v) for ns, vs in runs for n, v in zip(ns[-HEAD:], vs[-HEAD:], strict=True))[-HEAD:]
         if len(self.head) < HEAD:
-            self.head.extend(values[:HEAD - len(self.head)])
-        self.tail.extend(values[-HEAD:])
-        top, low = max(values), min(values)
-        if top > self.max:
-            self.max, self.max_line = top, lines[values.index(top)]
-        if low < self.min:
-            self.min, self.min_line = low, lines[values.index(low)]
+            self.head.extend(v for _, v in first[:HEAD - len(self.head)])
+        self.tail.extend(v for _, v in last)
+        self.last, self.last_line = last[-1][1], base + last[-1][0] + 1
+        self.n += sum(len(vs) for _, vs in runs)
+        self.total += sum(sums)
+        for ns, vs in runs:
+            top, low = max(vs), min(vs)
+            if top > self.max:
+                self.max, self.max_line = top, base + ns[vs.index(top)] + 1
+            if low < self.min:
+                self.min, self.min_line = low, base + ns[vs.index(low)] + 1
 
     def early_late(self) -> tuple[float, float]:
         """Mean of the first and of the last stretch of finite values (halves of a short series)."""
@@ -207,26 +212,21 @@ class LogScan:
                     self.hits[i] = Hit(source, base + n + 1, _printable(text.strip()[:EXCERPT]), groups)
                     break
         metric_lines: set[int] = set()
-        found: dict[str, tuple[list[int], list[float]]] = {}  # key -> (line indices, values), batched
+        found: dict[str, list[tuple[list[int], list[float]]]] = {}  # key -> runs of (line indices, values)
         if keys and self._metric_re is not None:
             for g in sorted(set().union(*(index.holding(_shape(k)) for k in keys))):
                 ns = shape_lines[g]
                 metric_lines.update(ns)
                 for key, (ka, kb), (a, b) in self._spans(lines[ns[0]]):
                     if key is not None:  # values sit at the same offsets in every line of the shape
-                        got = found.setdefault(key, ([], []))
-                        got[0].extend(ns)
-                        got[1].extend(float(lines[n][a:b]) for n in ns)
+                        cut = operator.itemgetter(slice(a, b))  # map/itemgetter: the slicing runs in C
+                        found.setdefault(key, []).append((ns, list(map(float, map(cut, map(lines.__getitem__, ns))))))
                         continue
                     for n in ns:  # a key with digits in it (eval_aime24_pass1): each line says which
                         if (named := self._wanted_key(lines[n][ka:kb].decode())) is not None:
-                            got = found.setdefault(named, ([], []))
-                            got[0].append(n)
-                            got[1].append(float(lines[n][a:b]))
-            for key, (ns, values) in found.items():
-                if len(ns) > 1 and any(x > y for x, y in zip(ns, ns[1:], strict=False)):
-                    ns, values = map(list, zip(*sorted(zip(ns, values, strict=True)), strict=True))
-                self.add_metrics(key, values, [base + n + 1 for n in ns], source)
+                            found.setdefault(named, []).append(([n], [float(lines[n][a:b])]))
+            for key, runs in found.items():
+                self.add_runs(key, runs, base, source)
         if self.log_metrics and (self._csv or (keys and b"," in chunk)):
             self._tables(chunk.split(b"\n") if not lines else lines, base, source, metric_lines)
         self.lines = base + chunk.count(b"\n")
@@ -299,15 +299,16 @@ class LogScan:
             self.series_source[key] = source
         series.add(value, line)
 
-    def add_metrics(self, key: str, values: list[float], lines: list[int], source: str) -> None:
-        """Many values of one key, in order: what a long log's metric lines become, a chunk at a time."""
+    def add_runs(self, key: str, runs: list[tuple[list[int], list[float]]], base: int, source: str) -> None:
+        """A chunk's values of one key, as runs (one per line shape, each in line order): what a long log's
+        metric lines become."""
         series = self.series.get(key)
         if series is None:
             if len(self.series) >= MAX_SERIES:
                 return
             series = self.series[key] = Series()
             self.series_source[key] = source
-        series.extend(values, lines)
+        series.extend_runs(runs, base)
 
     def add_record(self, record: dict, line: int | None, source: str) -> None:
         """One metrics.jsonl record; NaN/Inf arrive as strings (JSON has none), and must count."""

@@ -19,6 +19,7 @@ DECIDES = 1.0
 HARD = 3.0  # one hard signature: the classifier is not asked
 PROSE_WEIGHT = 2.5  # the classifier's probability, as evidence: always below one hard signature
 PROSE_MIN = 0.3  # a classifier guess below this probability is no evidence
+PROSE_MIN_QUIET = 0.6  # ... and below this one when nothing in the text looks wrong
 PROSE_CAP = 0.7  # the most confidence words alone can give
 NO_EVIDENCE_CONFIDENCE = 0.25
 
@@ -81,10 +82,15 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         scores = {k: from_rules[k] for k in KINDS}
     ranked = _rank(book, scores, found)
     guesses, words = [], book.words
-    if words is not None and verdict is None and (not ranked or scores[ranked[0]] < HARD):
+    symptoms = _symptoms(book, scan)
+    # words explain what looks wrong or what a user reports; over output in which nothing looks wrong they
+    # must be far surer (a plain `step 10 loss 0.5` is no failure), and they never outvote output the
+    # trainer could not have written
+    if words is not None and verdict is None and not malformed and (not ranked or scores[ranked[0]] < HARD):
         guesses = words.predict(classifier_text(scan))
         top, p = guesses[0]
-        if top not in GENERIC and p >= PROSE_MIN:
+        least = PROSE_MIN if symptoms or _REPORT.search(classifier_text(scan)) else PROSE_MIN_QUIET
+        if top not in GENERIC and p >= least:
             scores[top] += PROSE_WEIGHT * p
             shown = ", ".join(w for w, _ in words.words_for(classifier_text(scan), top))
             said = Evidence("classifier", None, f"the words say {top} (p={p:.2f}): {shown}")
@@ -92,7 +98,6 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
             why.append((PROSE_WEIGHT * p, f"{top} +{PROSE_WEIGHT * p:.2f}: classifier p={p:.2f}, words: {shown}"))
             ranked = _rank(book, scores, found)
         why.append((0.0, "classifier: " + ", ".join(f"{k} {q:.2f}" for k, q in guesses[:3])))
-    symptoms = _symptoms(book, scan)
     lead = ranked[0] if ranked else None
     if lead and scores["healthy"] >= 2 and not symptoms and all(e.source == "classifier" for _, e, _ in found[lead]):
         lead = None  # a clean finish with nothing wrong in sight: words alone do not overrule it
@@ -139,6 +144,12 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
                      framework or _framework(book, scan), also,
                      [line for _, line in sorted(why, key=lambda t: -t[0])],
                      candidates=list(dict.fromkeys(candidates))[:4])
+
+
+# the marks of a user's report rather than a program's output: a question, a complaint, a negation
+_REPORT = re.compile(r"\?|(?i:\b(issue|problem|bug|help|why|how (do|can|to)|any (idea|hint)s?|does ?n[o']t|"
+                     r"can ?n[o']t|won'?t|is ?n[o']t|are ?n[o']t|did ?n[o']t|never|no longer|keeps?|suddenly|"
+                     r"instead of|expected|should)\b)")
 
 
 def classifier_text(scan: LogScan) -> str:
