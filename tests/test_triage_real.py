@@ -133,7 +133,7 @@ def test_the_classifier_ships_and_is_small_and_never_beats_a_hard_signature():
 def test_words_alone_never_claim_more_than_the_prose_cap():
     from evolve.triage.weigh import PROSE_CAP
     for case in corpus.load("dev")[:40]:
-        d = triage_text(case.text)
+        d = triage_text(case.text, BOOK)
         decided_by_words = all(e.source == "classifier" for e in d.evidence)
         if d.evidence and decided_by_words:
             assert d.confidence <= PROSE_CAP

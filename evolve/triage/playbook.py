@@ -15,6 +15,7 @@ from evolve.triage.scan import LogScan, Signature
 from evolve.triage.vocabulary import FRAMEWORKS, KINDS
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "triage.yaml"
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it: 10x faster
 
 
 @dataclass
@@ -45,7 +46,7 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
     """Read and strictly validate the playbook: an unknown kind, key, framework or a bad regex is a
     ValueError naming it, so a typo in the knowledge fails loudly instead of silently never matching."""
     path = Path(path) if path else PLAYBOOK
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = yaml.load(path.read_text(), Loader=SAFE_LOADER) or {}
     _keys(raw, {"frameworks", "kinds", "symptoms"}, str(path))
     frameworks, kinds = raw.get("frameworks") or {}, raw.get("kinds") or {}
     _keys(frameworks, set(FRAMEWORKS), "frameworks")
@@ -91,7 +92,7 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
 def _merge(fragment: Path, raw: dict, kinds: dict) -> None:
     """A fragment (playbooks/triage.d/*.yaml) adds signatures and metric rules to kinds, and symptoms; the
     kinds, their root causes and remedies stay in the main file, so knowledge can grow by concern."""
-    extra = yaml.safe_load(fragment.read_text()) or {}
+    extra = yaml.load(fragment.read_text(), Loader=SAFE_LOADER) or {}
     _keys(extra, {"kinds", "symptoms"}, str(fragment))
     _keys(extra.get("kinds") or {}, set(KINDS), f"{fragment.name}: kinds")
     raw["symptoms"] = (raw.get("symptoms") or []) + (extra.get("symptoms") or [])

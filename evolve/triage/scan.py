@@ -457,9 +457,15 @@ def digit_blind(regex: str) -> bool:
     """True when the regex cannot tell one digit from another (no literal digit, no class holding some
     digits but not all, no backreference), so zeroing a line's digits cannot change whether it matches."""
     try:
-        return _blind(sre_parse.parse(regex))
+        return _blind(_parsed(regex))
     except Exception:
         return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(regex: str):
+    """The parse tree, shared by the walkers below (parsing is most of a playbook's load time)."""
+    return sre_parse.parse(regex)
 
 
 _ALL_DIGITS = set(range(ord("0"), ord("9") + 1))
@@ -551,7 +557,7 @@ def required_literals(regex: str) -> list[bytes] | None:
     whose shortest string is longest wins: a longer literal is rarer, so fewer lines get matched.
     """
     try:
-        best = _best(sre_parse.parse(regex))
+        best = _best(_parsed(regex))
     except Exception:  # the parser is CPython-internal; without it a signature is simply never prefiltered
         return None
     if not best or min(len(s) for s in best) < 2:

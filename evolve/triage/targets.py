@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -15,7 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from evolve.triage.playbook import Playbook, load_playbook
+from evolve.triage import prose
+from evolve.triage.playbook import PLAYBOOK, Playbook, load_playbook
 from evolve.triage.scan import EXCERPT, LogScan, scan_path, scan_text
 from evolve.triage.vocabulary import KINDS, Diagnosis, Evidence, TargetNotFound
 from evolve.triage.weigh import diagnose
@@ -29,7 +31,7 @@ def triage(target: str, playbook: Playbook | None = None, baseline: str | Path |
     """Diagnose a run directory, a log file, `-` (a report on stdin) or `mlflow:<run_id>` (tracking URI from
     MLFLOW_TRACKING_URI). With `baseline` (a healthy run directory or log of the same workload), the
     diagnosis also says what is new in this run's output (`Diagnosis.diff`)."""
-    book = playbook or load_playbook()
+    book = playbook or default_playbook()
     diagnosis = _triage(target, book)
     if baseline is not None and target not in ("-",) and not target.startswith("mlflow:"):
         from evolve.triage.baseline import compare
@@ -42,9 +44,21 @@ def triage(target: str, playbook: Playbook | None = None, baseline: str | Path |
     return diagnosis
 
 
+def default_playbook() -> Playbook:
+    """The shipped playbook, loaded once a process while its files are unchanged (a load compiles and
+    analyses ~740 regexes: about a second)."""
+    files = [PLAYBOOK, *sorted(PLAYBOOK.with_suffix(".d").glob("*.yaml")), prose.MODEL]
+    return _loaded(tuple((str(f), f.stat().st_mtime_ns) for f in files if f.exists()))
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(_stamp: tuple) -> Playbook:
+    return load_playbook()
+
+
 def triage_text(text: str, playbook: Playbook | None = None, source: str = "<text>") -> Diagnosis:
     """Diagnose a pasted report or a log held in memory."""
-    book = playbook or load_playbook()
+    book = playbook or default_playbook()
     scan = book.scanner()
     scan_text(scan, text, source)
     if len(text) <= MAX_REPORT:
