@@ -291,24 +291,22 @@ class LogScan:
     # ------------------------------------------------------------------------------ metrics
 
     def add_metric(self, key: str, value: float, line: int | None, source: str) -> None:
-        series = self.series.get(key)
-        if series is None:
-            if len(self.series) >= MAX_SERIES:
-                return
-            series = self.series[key] = Series()
-            self.series_source[key] = source
-        series.add(value, line)
+        if (series := self._series(key, source)) is not None:
+            series.add(value, line)
 
     def add_runs(self, key: str, runs: list[tuple[list[int], list[float]]], base: int, source: str) -> None:
         """A chunk's values of one key, as runs (one per line shape, each in line order): what a long log's
         metric lines become."""
+        if (series := self._series(key, source)) is not None:
+            series.extend_runs(runs, base)
+
+    def _series(self, key: str, source: str) -> Series | None:
+        """The key's series, made on first sight; None once MAX_SERIES keys are tracked."""
         series = self.series.get(key)
-        if series is None:
-            if len(self.series) >= MAX_SERIES:
-                return
+        if series is None and len(self.series) < MAX_SERIES:
             series = self.series[key] = Series()
             self.series_source[key] = source
-        series.extend_runs(runs, base)
+        return series
 
     def add_record(self, record: dict, line: int | None, source: str) -> None:
         """One metrics.jsonl record; NaN/Inf arrive as strings (JSON has none), and must count."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import logging
 import math
@@ -98,8 +97,7 @@ def _triage(target: str, book: Playbook) -> Diagnosis:
         if len(data) <= MAX_REPORT:  # a pasted report: read whole, its wrapped sentences joined too
             return triage_text(data.decode("utf-8", "replace"), book, "<stdin>")
         scan = book.scanner()
-        scan.scan(io.BytesIO(data), "<stdin>")
-        scan.scan(sys.stdin.buffer, "<stdin>")
+        scan.scan(_Chained(data, sys.stdin.buffer), "<stdin>")  # one stream: no line cut at the seam
         return diagnose(book, scan, verdict=None)
     if target.startswith("mlflow:"):
         return _triage_mlflow(target.removeprefix("mlflow:"), book)
@@ -112,6 +110,19 @@ def _triage(target: str, book: Playbook) -> Diagnosis:
     scan = book.scanner()
     scan_path(scan, path)
     return diagnose(book, scan, verdict=None)
+
+
+class _Chained:
+    """The bytes already read, then the rest of the stream, as one `read(n)` stream."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def read(self, n: int) -> bytes:
+        if self.head:
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self.rest.read(n)
 
 
 def _regular(path: Path) -> None:

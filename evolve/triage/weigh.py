@@ -87,12 +87,13 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
     # must be far surer (a plain `step 10 loss 0.5` is no failure), and they never outvote output the
     # trainer could not have written
     if words is not None and verdict is None and not malformed and (not ranked or scores[ranked[0]] < HARD):
-        guesses = words.predict(classifier_text(scan))
+        text = classifier_text(scan)
+        guesses = words.predict(text)
         top, p = guesses[0]
-        least = PROSE_MIN if symptoms or _REPORT.search(classifier_text(scan)) else PROSE_MIN_QUIET
+        least = PROSE_MIN if symptoms or _REPORT.search(text) else PROSE_MIN_QUIET
         if top not in GENERIC and p >= least:
             scores[top] += PROSE_WEIGHT * p
-            shown = ", ".join(w for w, _ in words.words_for(classifier_text(scan), top))
+            shown = ", ".join(w for w, _ in words.words_for(text, top))
             said = Evidence("classifier", None, f"the words say {top} (p={p:.2f}): {shown}")
             found[top].append((PROSE_WEIGHT * p, said, {}))
             why.append((PROSE_WEIGHT * p, f"{top} +{PROSE_WEIGHT * p:.2f}: classifier p={p:.2f}, words: {shown}"))
