@@ -35,8 +35,7 @@ import yaml
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import StateSnapshot
 
-from evolve.brains import Brain
-from evolve.brains.rules import RulesBrain
+from evolve.brains.registry import make_brain
 from evolve.files import read_json, write_atomic
 from evolve.graph import build, open_checkpointer, recursion_limit
 from evolve.launcher import describe_spec
@@ -52,13 +51,12 @@ from evolve.preflight import (
 )
 from evolve.progress import Progress
 from evolve.report import write_report
-from evolve.spec import CampaignSpec, SpecError, load_spec, name_problem, parse_section, spec_to_dict
+from evolve.spec import CampaignSpec, SpecError, load_spec, name_problem, spec_to_dict
 from evolve.state import Campaign, CampaignPaths
 from evolve.tracking import CampaignTracker, resolve_uri
 from evolve.triage import load_playbook
+from evolve.workloads import make_workload
 from evolve.workspace import Workspace, WorkspaceError, campaign_tags
-
-RULES_OPTIONS = {"seed", "moves"}
 
 
 class CampaignError(RuntimeError):
@@ -79,7 +77,7 @@ def start(spec_file: str | Path, home: str | Path | None = None, verbose: bool =
           stream: TextIO | None = None, name: str | None = None) -> dict[str, Any]:
     """Create a campaign from a spec (named `name` if given) and run it to its budget. Returns the final state."""
     spec = load_spec(spec_file, name)
-    make_brain(spec)  # an unusable brain is a spec error, found before anything is created
+    make_brain(spec, make_workload(spec))  # an unusable workload or brain is a spec error, found before anything
     paths = campaign_paths(spec.name, home)
     spec.tracking.uri = absolute_uri(resolve_uri(spec.tracking.uri))  # launched runs work in another directory
     try:
@@ -115,7 +113,7 @@ def resume(name: str, home: str | Path | None = None, verbose: bool = False,
     """Continue a campaign from its last checkpoint (after a crash, a kill or Ctrl-C)."""
     paths = find(name, home)
     spec = load_spec(paths.spec)
-    make_brain(spec)
+    make_brain(spec, make_workload(spec))
     _checkpoint_for(paths, spec.name, Ledger(paths.ledger).records())  # damage is one line now, not a traceback
     tree = Path(spec.workspace.root) / spec.name
     if spec.workspace.template and not tree.is_dir():
@@ -175,13 +173,15 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
             progress.say(f"campaign {spec.name}: workspace {workspace.path} · runs {paths.dir / 'runs'} · memory "
                          f"{spec.memory} · MLflow {spec.tracking.uri} (run {tracker.parent_run_id})")
             progress.say(describe_spec(spec.launch, paths.dir / "runs"))  # what holds a launched run, here
-            brain = make_brain(spec, workspace)
+            workload = make_workload(spec)
+            brain = make_brain(spec, workload, workspace)
             if spec.brain.kind == "openai" and spec.brain.options.get("trace", True):
                 from evolve.brains.llm import enable_tracing
 
                 if why := enable_tracing(spec.tracking.uri, spec.tracking.experiment):
                     progress.say(f"MLflow tracing of LLM calls is off: {why}")
             context = Campaign(spec=spec, paths=paths, workspace=workspace, tracker=tracker, brain=brain,
+                               workload=workload,
                                ledger=Ledger(paths.ledger), memory=Memory(spec.memory), playbook=load_playbook(),
                                progress=progress, tracking_uri=spec.tracking.uri,
                                parent_run_id=tracker.parent_run_id)
@@ -189,7 +189,8 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
             try:
                 final = graph.invoke(first, config, context=context, durability="sync")
             finally:
-                getattr(brain, "close", lambda: None)()  # a model brain may hold a server process
+                brain.close()  # a model brain may hold a server process
+                workload.close()
         finally:
             checkpointer.conn.close()
         md, html = report(spec.name, paths.dir.parent.parent)
@@ -257,50 +258,6 @@ def report(name: str, home: str | Path | None = None) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-def make_brain(spec: CampaignSpec, workspace: Workspace | None = None) -> Brain:
-    """The spec's brain. Without a workspace it only validates the options (before anything is created)."""
-    kind, options = spec.brain.kind, spec.brain.options
-    if kind == "rules":
-        if unknown := set(options) - RULES_OPTIONS:
-            raise SpecError(f"brain.options.{sorted(unknown)[0]}: unknown option for the rules brain "
-                            f"(known: {', '.join(sorted(RULES_OPTIONS))})")
-        seed = options.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise SpecError(f"brain.options.seed: expected int, got {seed!r}")
-        moves = options.get("moves")
-        if moves is not None and not (isinstance(moves, str) and moves):
-            raise SpecError(f"brain.options.moves: expected the path of a moves YAML file, got {moves!r}")
-        if moves is not None and not Path(moves).is_file():
-            raise SpecError(f"brain.options.moves: {moves}: no such file; give a moves YAML file like "
-                            "playbooks/moves.yaml")
-        try:
-            return RulesBrain(moves, seed=seed)
-        except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as e:  # a moves file of any shape
-            raise SpecError(f"brain.options.moves: {moves}: not a moves file ({type(e).__name__}: "
-                            f"{one_line(e, 200)})") from None
-    rules = RulesBrain()  # the fallback of every model brain
-    if kind == "openai":
-        from evolve.brains.llm import LLMBrain, LLMOptions
-
-        llm = parse_section(LLMOptions, options, "brain.options.")
-        if workspace is None:
-            return rules
-        return LLMBrain(llm, workspace, spec.objective.metric, rules, spec.budget.tokens)
-    from evolve.brains.moe import MoEBrain, MoEOptions
-
-    moe = parse_section(MoEOptions, options, "brain.options.")
-    if workspace is None:
-        from trainer.checkpoint import resolve_checkpoint
-        from trainer.config import ConfigError
-
-        try:
-            resolve_checkpoint(moe.checkpoint)
-        except ConfigError as e:
-            raise SpecError(f"brain.options.checkpoint: {e}") from None
-        return rules
-    return MoEBrain(moe, rules)
-
 
 def absolute_uri(uri: str) -> str:
     """sqlite:///mlflow.db means ./mlflow.db where the agent runs (and `mlruns` means ./mlruns); launched runs

@@ -73,6 +73,7 @@ def triage_main(argv: list[str]) -> int:
     from pathlib import Path
 
     from evolve.triage import RUN_FILES, TargetNotFound, format_text, triage
+    from evolve.workloads import for_framework
 
     p = argparse.ArgumentParser(prog="evolve triage", description="Diagnose a failed (or suspect) training run.")
     p.add_argument("target", help="a run directory, a log file, - (a report pasted on stdin), or mlflow:<run_id> "
@@ -110,12 +111,16 @@ def triage_main(argv: list[str]) -> int:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the cause said
         return 2
     if args.model_url:
-        from evolve.brains.llm import LLMBrain, LLMOptions
+        from evolve.brains.llm import Endpoint, LLMOptions, choose_kind
 
-        brain = LLMBrain(LLMOptions(args.model_url, args.model, args.api_key_env, triage=True, trace=False),
-                         None, "", None)
-        diagnosis.model = brain.choose_kind(diagnosis.to_dict(), diagnosis.candidates)
-    print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else format_text(diagnosis, args.explain))
+        endpoint = Endpoint(LLMOptions(args.model_url, args.model, args.api_key_env, triage=True, trace=False))
+        diagnosis.model, _ = choose_kind(endpoint, diagnosis.to_dict(), diagnosis.candidates)
+    if args.json:
+        print(json.dumps(diagnosis.to_dict(), indent=2))
+    else:
+        workload = for_framework(diagnosis.framework)  # says how each remedy is done in its keys
+        how = (lambda kind, r: workload.how_to(kind, r.id)) if workload else None
+        print(format_text(diagnosis, args.explain, how))
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.files import FileFormatError, decode_line, open_regular
+from evolve.spec import better
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +252,7 @@ def _lesson(change: str, target: str | None, status: str, kind: str, objective: 
     if objective == best:
         return (f"{change} made no measurable difference ({fmt_num(objective)}, equal to the best){warned}; "
                 "try a larger step or another knob")
-    worse = objective < best if mode == "max" else objective > best
-    if worse:
+    if better(best, objective, mode):
         return f"{change} made it worse ({fmt_num(best)} → {fmt_num(objective)}){warned}; avoid this direction"
     return (f"{change} did not beat the best ({fmt_num(best)} → {fmt_num(objective)}) by the noise margin{warned}; "
             "a gain this small is noise")

@@ -19,6 +19,7 @@ in from its start, so every node is idempotent:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,7 +28,6 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -36,9 +36,11 @@ from evolve.brains import NoRemedyLeft, ParentRun, PlanContext, Proposal, apply_
 from evolve.files import FileFormatError, load_json_object, read_json, write_atomic
 from evolve.memory import Memory, RoundRecord, criticise, describe_changes, one_line
 from evolve.objective import ObjectiveError, judge, read_objective
+from evolve.spec import LaunchSpec
 from evolve.state import Campaign, RoundState
 from evolve.triage import Diagnosis, Evidence
 from evolve.triage import triage as diagnose
+from evolve.workloads import LAUNCH_FILE
 
 BASELINE = Proposal("baseline", "Measure the workspace as it is, so every later change has a number to beat.",
                     [], "a first objective (or the first failure to fix)", "campaign")
@@ -74,11 +76,10 @@ def plan_context(c: Campaign, n: int) -> PlanContext:
     parent = ParentRun(base.round, base.status, base.kind, base.objective) if base else None
     diagnoses = {r.round: d for r in records if base and r.round >= base.round
                  if (d := read_json(c.paths.run_dir(r.round) / "diagnosis.json"))}
-    config_path = c.workspace.path / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     return PlanContext(diagnosis=read_json(c.paths.run_dir(n - 1) / "diagnosis.json") or None, history=history,
-                       config=config if isinstance(config, dict) else {}, memory_summary=c.memory.summary(),
-                       round=n, objective_mode=c.spec.objective.mode, parent=parent, diagnoses=diagnoses)
+                       config=c.workload.read_config(c.workspace.path), memory_summary=c.memory.summary(),
+                       round=n, objective_mode=c.spec.objective.mode, parent=parent, diagnoses=diagnoses,
+                       launch=c.workload.read_config(c.workspace.path, LAUNCH_FILE))
 
 
 def edit(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def edit(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
         ws.revert()  # a crash mid-edit left part of this edit in the tree: start again from the parent
         try:
             ws.check_editable([ch.file for ch in proposal.changes])
-            apply_changes(ws.path, proposal.changes)
+            apply_changes(ws.path, proposal.changes, c.workload.validate)
             ws.check_editable(ws.changed_paths())  # a patch may reach files its header did not name
         except (ValueError, OSError) as e:
             ws.revert()
@@ -107,7 +108,7 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     if not done.is_file():
         _set_aside(run_dir)
         run_dir.mkdir(parents=True)
-        spec = c.spec.launch
+        spec = _with_launch_fixes(c.spec.launch, c.workload.read_config(c.workspace.path, LAUNCH_FILE))
         walls = [r.wall_s for r in c.ledger.records()]
         timeout = spec.timeout_s
         if c.spec.budget.wall_s:  # never run past the campaign's budget by more than a minute
@@ -126,6 +127,20 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
                                  "timed_out": result.timed_out, "wall_s": round(result.wall_s, 3)}))
         pid_file.unlink(missing_ok=True)
     return {"run_dir": str(run_dir), "status": run_status(run_dir)}
+
+
+def _with_launch_fixes(spec: LaunchSpec, fixes: dict[str, Any]) -> LaunchSpec:
+    """The spec's launch section with the workspace's launch fixes (a longer timeout, more memory) over it.
+    A fix only ever raises what the spec set; the rules brain proposes nothing else, and a hand edit that
+    would lower or lift a limit is ignored here."""
+    timeout, memory = fixes.get("timeout_s"), fixes.get("max_memory_mb")
+    changes: dict[str, Any] = {}
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > spec.timeout_s:
+        changes["timeout_s"] = float(timeout)
+    if isinstance(memory, int) and not isinstance(memory, bool) and isinstance(spec.max_memory_mb, int) \
+            and 0 < spec.max_memory_mb < memory:
+        changes["max_memory_mb"] = memory
+    return dataclasses.replace(spec, **changes) if changes else spec
 
 
 def run_status(run_dir: Path) -> str:

@@ -17,7 +17,7 @@ import yaml
 
 from evolve.files import FileFormatError, decode_line, load_json_object, open_regular, read_text
 from evolve.memory import one_line
-from evolve.spec import ObjectiveSpec
+from evolve.spec import ObjectiveSpec, better
 from evolve.tracking import resolve_uri
 
 
@@ -43,10 +43,7 @@ def improved(new: float | None, best: float | None, spec: ObjectiveSpec) -> bool
     """True when `new` beats `best` by more than the noise margin in the spec's direction."""
     if new is None:
         return False
-    if best is None:
-        return True
-    gain = new - best if spec.mode == "max" else best - new
-    return gain > spec.noise_margin
+    return best is None or better(new, best, spec.mode, spec.noise_margin)
 
 
 def _lookup(tree: dict, metric: str) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from evolve.files import write_atomic
 from evolve.memory import RoundRecord, describe_proposal
+from evolve.spec import better
 
 MAX_LESSONS = 20
 _HEADERS = ("round", "commit", "change", "status", "kind", "objective", "verdict", "wall time")
@@ -49,10 +50,6 @@ def _duration(seconds: float) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
 
 
-def _better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
-
-
 def _ordered(records: list[RoundRecord]) -> list[RoundRecord]:
     return sorted(records, key=lambda r: r.round)
 
@@ -63,7 +60,7 @@ def _best(records: list[RoundRecord], mode: str) -> tuple[RoundRecord | None, bo
     kept = [r for r in scored if r.verdict == "keep"]
     best: RoundRecord | None = None
     for r in kept or scored:
-        if best is None or _better(_value(r), _value(best), mode):  # strict: ties go to the round that got there
+        if best is None or better(_value(r), _value(best), mode):  # strict: ties go to the round that got there
             best = r
     return best, bool(kept)
 
@@ -159,7 +156,7 @@ def _best_steps(rs: list[RoundRecord], mode: str) -> list[tuple[float, float]]:
     best: float | None = None
     for r in rs:
         v = _value(r)
-        if r.verdict == "keep" and v is not None and (best is None or _better(v, best, mode)):
+        if r.verdict == "keep" and v is not None and (best is None or better(v, best, mode)):
             if best is not None:
                 pts.append((r.round, best))  # hold the old best up to the round that beat it: a step
             best = v

@@ -120,6 +120,12 @@ class LaunchSpec:
 OBJECTIVE_SOURCES = ("status", "metrics", "file", "mlflow")
 
 
+def better(a: float, b: float, mode: str, margin: float = 0.0) -> bool:
+    """`a` beats `b` by more than `margin` in the objective's direction (mode max or min): the one rule for
+    keep/revert, the lessons and the report."""
+    return (a - b if mode == "max" else b - a) > margin
+
+
 @dataclass
 class ObjectiveSpec:
     metric: str  # e.g. eval/accuracy
@@ -159,12 +165,27 @@ class BudgetSpec:
 
 @dataclass
 class BrainSpec:
-    kind: str = "rules"  # rules | openai | moe
+    kind: str = "rules"  # a row of evolve/brains/registry.py: rules | openai | moe
     options: dict[str, Any] = field(default_factory=dict)  # free-form; each brain validates its own
 
     def __post_init__(self) -> None:
-        _require(self.kind in ("rules", "openai", "moe"), "brain.kind",
-                 f"must be one of rules, openai, moe, got {self.kind!r}")
+        from evolve.brains.registry import BRAINS
+
+        _require(self.kind in BRAINS.names(), "brain.kind",
+                 f"must be one of {', '.join(BRAINS.names())}, got {self.kind!r}")
+
+
+@dataclass
+class WorkloadSpec:
+    """What kind of run the campaign improves (evolve/workloads/): `workload: trl` or {kind, options}."""
+    kind: str = "evolve-trainer"
+    options: dict[str, Any] = field(default_factory=dict)  # free-form; each workload validates its own
+
+    def __post_init__(self) -> None:
+        from evolve.workloads import WORKLOADS
+
+        _require(self.kind in WORKLOADS.names(), "workload.kind",
+                 f"{self.kind!r} is not a workload; known: {', '.join(WORKLOADS.names())}")
 
 
 @dataclass
@@ -200,6 +221,7 @@ class CampaignSpec:
     brain: BrainSpec = field(default_factory=BrainSpec)
     memory: str = ""  # memory file; empty means memory/<name>.md
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
 
     def __post_init__(self) -> None:
         _require(not (why := name_problem(self.name)), "name", why)
@@ -225,6 +247,8 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
         raise SpecError(f"{path}: top level must be a mapping (name:, workspace:, launch:, objective:, ...)")
     if name is not None:
         raw["name"] = name
+    if isinstance(raw.get("workload"), str):  # `workload: trl` is {kind: trl}
+        raw["workload"] = {"kind": raw["workload"]}
     try:
         spec = _build(CampaignSpec, raw, "")
     except SpecError as e:
@@ -236,14 +260,18 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
     # defaults are the project's homes (./workspaces, ./memory) where evolve runs, not beside the spec
     ws.root = _absolute(base if "root" in given else Path.cwd(), ws.root)
     spec.memory = _absolute(base if raw.get("memory") else Path.cwd(), spec.memory)
-    option = _BRAIN_PATHS.get(spec.brain.kind)  # a brain's file option means the same file from anywhere too
-    if option and isinstance(spec.brain.options.get(option), str) and spec.brain.options[option]:
-        spec.brain.options[option] = _absolute(base, spec.brain.options[option])
+    # an option that names a file means the same file from anywhere too
+    for section, paths in ((spec.brain, _BRAIN_PATHS), (spec.workload, _WORKLOAD_PATHS)):
+        option = paths.get(section.kind)
+        if option and isinstance(section.options.get(option), str) and section.options[option]:
+            section.options[option] = _absolute(base, section.options[option])
     return spec
 
 
-# the brain option that names a file, per brain kind: resolved like the spec's other paths
+# the option that names a file (outside the workspace), per brain and workload kind: resolved like the
+# spec's other paths
 _BRAIN_PATHS = {"rules": "moves", "moe": "checkpoint"}
+_WORKLOAD_PATHS = {"command": "playbook"}
 
 
 def parse_section(cls: type, raw: Any, prefix: str) -> Any:

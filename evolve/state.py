@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from evolve.spec import CampaignSpec
     from evolve.tracking import NullTracker
     from evolve.triage import Playbook
+    from evolve.workloads.base import Workload
     from evolve.workspace import Workspace
 
 
@@ -77,6 +78,7 @@ class Campaign:
     workspace: Workspace
     tracker: NullTracker
     brain: Brain
+    workload: Workload
     ledger: Ledger
     memory: Memory
     playbook: Playbook

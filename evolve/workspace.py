@@ -35,9 +35,11 @@ import tempfile
 from pathlib import Path
 
 import git
+import yaml
 
 from evolve import gitguard
 from evolve.spec import CampaignSpec
+from evolve.workloads.base import LAUNCH_FILE
 
 # Commits take their identity from these, so the user's repository needs no config (and global is ignored).
 _IDENTITY_ENV = gitguard.IDENTITY_ENV
@@ -130,6 +132,8 @@ class Workspace:
                 raise WorkspaceError(f"{p}: outside the workspace {self.path}; only paths inside it may be edited")
             if rel == ".git" or rel.startswith(".git/"):
                 raise WorkspaceError(f"{p}: git metadata is never editable")
+            if rel == LAUNCH_FILE:
+                continue  # the agent's own launch fixes (workloads/base.py): editable in every campaign
             if not any(_matches(rel, pat) for pat in self.spec.workspace.editable):
                 raise WorkspaceError(f"{p}: not editable in campaign {self.name!r} "
                                      f"(workspace.editable: {', '.join(self.spec.workspace.editable)})")
@@ -270,8 +274,7 @@ def _open_template(spec: CampaignSpec, path: Path) -> git.Repo:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=path.parent))
     try:
-        shutil.copytree(template, tmp, dirs_exist_ok=True, symlinks=True,
-                        ignore=shutil.ignore_patterns(".git", "__pycache__"))
+        copy_template(template, tmp)
         repo = git.Repo.init(tmp, initial_branch=f"evolve/{name}")
         # the whole config, identity and the ownership mark that resume checks; restored before every git call
         (Path(repo.git_dir) / "config").write_text(gitguard.template_config(name))
@@ -291,6 +294,26 @@ def _open_template(spec: CampaignSpec, path: Path) -> git.Repo:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return gitguard.open_repo(path, owned_by=name, refuse=WorkspaceError)
+
+
+TEMPLATE_MARK = ".evolve-template.yaml"  # `extends: ../other`: that template first, then this one's files over it
+
+
+def copy_template(template: Path, dest: Path, depth: int = 0) -> None:
+    """Copy a template into `dest`. A template that `extends` another (a broken variant of a working one)
+    holds only the files that differ: the base is copied first and these files over it."""
+    mark = template / TEMPLATE_MARK
+    if mark.is_file():
+        raw = yaml.safe_load(mark.read_text()) or {}
+        if not isinstance(raw, dict) or set(raw) != {"extends"} or not isinstance(raw["extends"], str):
+            raise WorkspaceError(f"{mark}: expected one key, `extends: <template directory>`, got {raw!r}")
+        base = (template / raw["extends"]).resolve()
+        if depth >= 4 or not base.is_dir():
+            raise WorkspaceError(f"{mark}: extends {raw['extends']!r}: " +
+                                 ("templates extend too deeply (a cycle?)" if depth >= 4 else "not a directory"))
+        copy_template(base, dest, depth + 1)
+    shutil.copytree(template, dest, dirs_exist_ok=True, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", "__pycache__", TEMPLATE_MARK))
 
 
 def _owned_repo(path: Path, name: str) -> git.Repo | None:

@@ -189,8 +189,8 @@ from pathlib import Path
 import evolve.nodes as nodes
 
 apply = nodes.apply_changes
-def apply_then_hang(workspace_dir, changes):
-    changed = apply(workspace_dir, changes)
+def apply_then_hang(workspace_dir, changes, validate=None):
+    changed = apply(workspace_dir, changes, validate)
     if any(c.key == "rl.adv_eps" for c in changes):  # round 3: the edit is on disk, not yet committed
         Path(sys.argv[1]).touch()
         time.sleep(300)

@@ -22,6 +22,7 @@ from evolve.brains.llm import LLMBrain, LLMOptions
 from evolve.brains.rules import RulesBrain
 from evolve.memory import Ledger, Memory
 from evolve.spec import load_spec
+from evolve.workloads.evolve_trainer import EvolveTrainer
 from evolve.workspace import Workspace
 from tests.test_campaign import write_spec
 
@@ -155,7 +156,8 @@ def test_five_round_campaign_survives_every_injected_fault_and_records_each_fall
 def brain_for(tmp_path: Path, url: str, token_budget: int = 0) -> tuple[LLMBrain, Workspace]:
     spec = load_spec(write_spec(tmp_path, brain={"kind": "openai", "options": llm_options(url)}))
     ws = Workspace.open(spec)
-    return LLMBrain(LLMOptions(**spec.brain.options), ws, "eval/accuracy", RulesBrain(), token_budget), ws
+    rules = RulesBrain(EvolveTrainer({}))
+    return LLMBrain(LLMOptions(**spec.brain.options), ws, "eval/accuracy", rules, token_budget), ws
 
 
 def context(ws: Workspace, history=()) -> PlanContext:

@@ -13,6 +13,7 @@ from evolve.brains import PlanContext
 from evolve.brains.moe import MoEBrain, MoEOptions
 from evolve.brains.rules import RulesBrain
 from evolve.memory import Ledger
+from evolve.workloads.evolve_trainer import EvolveTrainer
 from tests.test_campaign import write_spec
 from trainer.config import ModelConfig, TrainConfig, to_dict
 from trainer.model import MoETransformer
@@ -55,7 +56,7 @@ def test_campaign_with_the_moe_brain_plans_every_round_through_the_model(tmp_pat
 def test_a_model_server_that_cannot_start_falls_back_to_the_rules_brain(tmp_path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    brain = MoEBrain(MoEOptions(checkpoint=str(broken), startup_timeout_s=60), RulesBrain())
+    brain = MoEBrain(MoEOptions(checkpoint=str(broken), startup_timeout_s=60), RulesBrain(EvolveTrainer({})))
     ctx = PlanContext(diagnosis={"kind": "healthy", "remedies": []}, history=[],
                       config={"rl": {"lr": 1.0e-4}}, round=2)
     try:

@@ -3,6 +3,7 @@ no repeated edits, and key sets that reach a real trainer config."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 from dataclasses import asdict
@@ -13,16 +14,26 @@ import yaml
 
 from evolve import triage
 from evolve.brains import Change, NoRemedyLeft, ParentRun, PlanContext, Proposal, apply_changes, change_key, set_dotted
-from evolve.brains.rules import RulesBrain, load_moves
+from evolve.brains.rules import RulesBrain
 from evolve.triage import weigh
+from evolve.workloads import base as workload_base
+from evolve.workloads.evolve_trainer import EvolveTrainer
 from trainer.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "playbooks" / "templates" / "rl-default"
+TRAINER = EvolveTrainer({"timeout_s": 900.0, "retry": 0})
 
 
 def template_config() -> dict:
     return yaml.safe_load((TEMPLATE / "config.yaml").read_text())
+
+
+def nan_config() -> dict:
+    """The template with the nan_loss fault: no epsilon in the group-std advantage normaliser."""
+    config = template_config()
+    config["rl"]["adv_eps"] = 0.0
+    return config
 
 
 def diagnosis(kind: str, remedies: list[dict]) -> dict:
@@ -31,13 +42,12 @@ def diagnosis(kind: str, remedies: list[dict]) -> dict:
 
 
 NAN = diagnosis("nan_loss", [
-    {"id": "advantage_epsilon", "text": "Add an epsilon.", "set": {"rl.adv_eps": 1.0e-3}, "advice": {}},
-    {"id": "lower_lr", "text": "Halve the learning rates.", "set": {"rl.lr": 3.0e-5, "sft.lr": 3.0e-3}, "advice": {}},
-    {"id": "scaffold_only", "text": "Scaffold: fix shape_reward.", "set": {}, "advice": {}},
+    {"id": "advantage_epsilon", "text": "Add an epsilon.", "advice": {}},
+    {"id": "lower_lr", "text": "Halve the learning rates.", "advice": {}},
+    {"id": "scaffold_only", "text": "Scaffold: fix shape_reward.", "advice": {}},
 ])
 ROUTER = diagnosis("router_collapse", [
-    {"id": "router_bias_rate", "text": "Make the balancer's rate positive.",
-     "set": {"model.router_bias_update_rate": 1.0e-3}, "advice": {}},
+    {"id": "router_bias_rate", "text": "Make the balancer's rate positive.", "advice": {}},
 ])
 HEALTHY = diagnosis("healthy", [])
 
@@ -46,10 +56,10 @@ def round_record(n: int, proposal: Proposal, verdict: str, kind: str = "healthy"
     return {"round": n, "proposal": proposal.to_dict(), "verdict": verdict, "objective": None, "kind": kind}
 
 
-def test_failure_gets_the_first_remedy_with_a_key_set():
-    p = RulesBrain().propose(PlanContext(NAN, [], template_config(), round=1))
+def test_failure_gets_the_first_remedy_the_workload_can_set():
+    p = RulesBrain(TRAINER).propose(PlanContext(NAN, [], nan_config(), round=1))
     assert p.id == "advantage_epsilon" and p.source == "rules/remedy"
-    assert p.changes == [Change("config.yaml", "rl.adv_eps", 1.0e-3)]
+    assert p.changes == [Change("config.yaml", "rl.adv_eps", 1.0e-4)]  # playbooks/workloads/evolve-trainer.yaml
     assert "The run hit nan_loss." in p.hypothesis and "Add an epsilon." in p.hypothesis
     assert p.expected == "run ends healthy, kind no longer nan_loss"
 
@@ -57,16 +67,16 @@ def test_failure_gets_the_first_remedy_with_a_key_set():
 def test_router_collapse_gets_the_router_bias_remedy():
     config = template_config()
     config["model"]["router_bias_update_rate"] = 0.0
-    p = RulesBrain().propose(PlanContext(ROUTER, [], config, round=1))
+    p = RulesBrain(TRAINER).propose(PlanContext(ROUTER, [], config, round=1))
     assert p.id == "router_bias_rate"
     assert p.changes == [Change("config.yaml", "model.router_bias_update_rate", 1.0e-3)]
 
 
 def test_next_remedy_is_proposed_once_the_first_was_tried():
-    brain = RulesBrain()
-    first = brain.propose(PlanContext(NAN, [], template_config(), round=1))
+    brain = RulesBrain(TRAINER)
+    first = brain.propose(PlanContext(NAN, [], nan_config(), round=1))
     history = [round_record(1, first, "revert", "nan_loss")]
-    second = brain.propose(PlanContext(NAN, history, template_config(), round=2))
+    second = brain.propose(PlanContext(NAN, history, nan_config(), round=2))
     assert second.id == "lower_lr"
     assert {(c.key, c.value) for c in second.changes} == {("rl.lr", 3.0e-5), ("sft.lr", 3.0e-3)}
 
@@ -75,7 +85,7 @@ def test_a_fix_that_worked_is_carried_into_the_remedy_for_the_fault_it_exposed()
     config = template_config()
     config["model"]["router_bias_update_rate"] = -0.05
     config["rl"]["adv_eps"] = 0.0
-    brain = RulesBrain()
+    brain = RulesBrain(TRAINER)
     fix_router = brain.propose(PlanContext(ROUTER, [], config, round=2))
     assert fix_router.target == "router_collapse"
     # that run got past the router and died of NaN instead: a crash, so the tree was reverted
@@ -83,32 +93,32 @@ def test_a_fix_that_worked_is_carried_into_the_remedy_for_the_fault_it_exposed()
     both = brain.propose(PlanContext(NAN, history, config, round=3))
     assert both.id == "router_bias_rate+advantage_epsilon" and both.target == "nan_loss"
     assert both.changes == [Change("config.yaml", "model.router_bias_update_rate", 1.0e-3),
-                            Change("config.yaml", "rl.adv_eps", 1.0e-3)]
+                            Change("config.yaml", "rl.adv_eps", 1.0e-4)]
     # a fix that did not remove its target is not carried
     history = [round_record(2, fix_router, "crash", "router_collapse")]
     assert brain.propose(PlanContext(NAN, history, config, round=3)).changes == [
-        Change("config.yaml", "rl.adv_eps", 1.0e-3)]
+        Change("config.yaml", "rl.adv_eps", 1.0e-4)]
 
 
 def test_remedy_that_the_config_already_has_is_skipped():
     config = template_config()
-    config["rl"]["adv_eps"] = 1.0e-3
-    assert RulesBrain().propose(PlanContext(NAN, [], config, round=1)).id == "lower_lr"
+    config["rl"]["adv_eps"] = 1.0e-4
+    assert RulesBrain(TRAINER).propose(PlanContext(NAN, [], config, round=1)).id == "lower_lr"
 
 
 def test_exhausted_remedies_fall_back_to_a_move():
-    brain = RulesBrain()
+    brain = RulesBrain(TRAINER)
     history = []
     for n in (1, 2):
-        history.append(round_record(n, brain.propose(PlanContext(NAN, history, template_config(), round=n)),
+        history.append(round_record(n, brain.propose(PlanContext(NAN, history, nan_config(), round=n)),
                                     "revert", "nan_loss"))
-    p = brain.propose(PlanContext(NAN, history, template_config(), round=3))
+    p = brain.propose(PlanContext(NAN, history, nan_config(), round=3))
     assert p.source == "rules/move" and p.id == "lr_up"
     assert p.changes == [Change("config.yaml", "rl.lr", 2e-4)]
 
 
 def test_healthy_run_tries_moves_in_playbook_order_first():
-    brain = RulesBrain()
+    brain = RulesBrain(TRAINER)
     first = brain.propose(PlanContext(HEALTHY, [], template_config(), round=1))
     history = [round_record(1, first, "revert")]
     second = brain.propose(PlanContext(HEALTHY, history, template_config(), round=2))
@@ -117,7 +127,7 @@ def test_healthy_run_tries_moves_in_playbook_order_first():
 
 
 def test_relative_values_resolve_against_the_config():
-    brain = RulesBrain()
+    brain = RulesBrain(TRAINER)
     history = [round_record(1, brain.propose(PlanContext(HEALTHY, [], template_config(), round=1)), "revert")]
     p = brain.propose(PlanContext(HEALTHY, history, template_config(), round=2))
     assert p.changes == [Change("config.yaml", "rl.lr", 5e-5)]  # "*0.5" of 1.0e-4
@@ -127,15 +137,15 @@ def test_relative_values_resolve_against_the_config():
 
 
 def test_scaffold_moves_are_skipped_by_the_rules_brain():
-    moves = load_moves()
+    moves = TRAINER.playbook.moves
     assert any(m.scaffold for m in moves)
-    brain = RulesBrain([m for m in moves if m.scaffold or m.id == "lr_up"])
+    brain = RulesBrain(TRAINER, [m for m in moves if m.scaffold or m.id == "lr_up"])
     assert brain.propose(PlanContext(HEALTHY, [], template_config())).id == "lr_up"
 
 
 @pytest.mark.parametrize("kept", ["lr_down", "temperature_up"])
 def test_bandit_prefers_a_kept_move_once_all_were_tried(kept):
-    brain = RulesBrain()
+    brain = RulesBrain(TRAINER)
     ids = [m.id for m in brain.moves if not m.scaffold]
     # each move tried once with an edit unlike today's, so none is blocked as a repeat
     history = [round_record(n, Proposal(i, "h", [Change("config.yaml", "rl.steps", 1000 + n)], "e", "rules/move"),
@@ -144,7 +154,7 @@ def test_bandit_prefers_a_kept_move_once_all_were_tried(kept):
 
 
 def test_no_change_set_is_proposed_twice_over_thirty_random_rounds(tmp_path):
-    brain, rng, config = RulesBrain(seed=3), random.Random(7), template_config()
+    brain, rng, config = RulesBrain(TRAINER, seed=3), random.Random(7), template_config()
     history: list[dict] = []
     seen: set[tuple] = set()
     diag = None
@@ -167,9 +177,9 @@ def test_no_change_set_is_proposed_twice_over_thirty_random_rounds(tmp_path):
 
 def test_same_seed_and_history_give_the_same_proposal():
     history = [round_record(n, Proposal(m.id, "h", [Change("config.yaml", "rl.steps", n)], "e", "rules/move"),
-                            "revert") for n, m in enumerate(load_moves())]
-    a = RulesBrain(seed=5).propose(PlanContext(HEALTHY, history, template_config()))
-    b = RulesBrain(seed=5).propose(PlanContext(HEALTHY, history, template_config()))
+                            "revert") for n, m in enumerate(TRAINER.playbook.moves)]
+    a = RulesBrain(TRAINER, seed=5).propose(PlanContext(HEALTHY, history, template_config()))
+    b = RulesBrain(TRAINER, seed=5).propose(PlanContext(HEALTHY, history, template_config()))
     assert a == b
 
 
@@ -197,7 +207,8 @@ def test_apply_changes_rejects_an_unknown_key_and_leaves_the_file_alone(tmp_path
     shutil.copytree(TEMPLATE, tmp_path, dirs_exist_ok=True)
     before = (tmp_path / "config.yaml").read_text()
     with pytest.raises(ValueError, match=r"rl\.bogus") as err:
-        apply_changes(tmp_path, [Change("config.yaml", "rl.lr", 5e-5), Change("config.yaml", "rl.bogus", 1)])
+        apply_changes(tmp_path, [Change("config.yaml", "rl.lr", 5e-5), Change("config.yaml", "rl.bogus", 1)],
+                      TRAINER.validate)
     assert "\n" not in str(err.value)
     assert (tmp_path / "config.yaml").read_text() == before
 
@@ -230,7 +241,7 @@ def broken_start() -> dict:
 def test_a_failing_parent_gets_remedies_only_never_a_move():
     """Regression (issue 10): with nothing kept, round 3's run was judged (it had no objective here), and the
     brain read the last run's kind, saw no failure, and applied lr moves to the broken start."""
-    brain, config = RulesBrain(), broken_start()
+    brain, config = RulesBrain(TRAINER), broken_start()
     fix_router = brain.propose(PlanContext(playbook_diagnosis("router_collapse"), [], config, round=2,
                                            parent=BROKEN, diagnoses={1: playbook_diagnosis("router_collapse")}))
     history = [round_record(1, Proposal("baseline", "", [], "", "campaign"), "crash", "router_collapse"),
@@ -247,7 +258,7 @@ def test_a_failing_parent_gets_remedies_only_never_a_move():
 
 
 def test_stacked_fixes_stay_carried_when_the_first_remedy_for_the_exposed_fault_fails_too():
-    brain, config = RulesBrain(), broken_start()
+    brain, config = RulesBrain(TRAINER), broken_start()
     diagnoses = {1: playbook_diagnosis("router_collapse")}
     history = [round_record(1, Proposal("baseline", "", [], "", "campaign"), "crash", "router_collapse")]
     rounds = []
@@ -294,9 +305,9 @@ def oom_context(config: dict) -> PlanContext:
 
 
 def test_host_oom_shrinks_the_work_first():
-    p = RulesBrain().propose(oom_context(oom_config(prompts_per_step=50000)))
+    p = RulesBrain(TRAINER).propose(oom_context(oom_config(prompts_per_step=50000)))
     assert p.id == "smaller_rollout_batch" and p.changes == [Change("config.yaml", "rl.prompts_per_step", 64)]
-    p = RulesBrain().propose(oom_context(oom_config(group_size=4096)))  # the batch is already small
+    p = RulesBrain(TRAINER).propose(oom_context(oom_config(group_size=4096)))  # the batch is already small
     assert p.id == "smaller_group" and p.changes == [Change("config.yaml", "rl.group_size", 8)]
 
 
@@ -304,22 +315,23 @@ def test_host_oom_shrinks_the_work_first():
 def test_a_remedy_raises_the_users_memory_limit_within_the_machine_and_says_so(monkeypatch, machine_mb, value):
     """Regression (issue 10): a hidden host_oom start under run.max_memory_mb: 6000 got max_memory_mb=0 (no
     limit at all) from the rules brain."""
-    from evolve.brains import rules
-    monkeypatch.setitem(rules.LIMITS, "run.max_memory_mb", ("MB", lambda: machine_mb))
-    p = RulesBrain().propose(oom_context(oom_config()))  # prompts 64, group 8: nothing left to shrink
+    monkeypatch.setitem(workload_base.CEILINGS, "machine_memory", lambda: machine_mb)
+    p = RulesBrain(TRAINER).propose(oom_context(oom_config()))  # prompts 64, group 8: nothing left to shrink
     assert p.id == "memory_limit" and p.changes == [Change("config.yaml", "run.max_memory_mb", value)]
     assert f"raises the limit you set, run.max_memory_mb, from 6000 to {value} MB" in p.hypothesis
     assert f"within the machine's {machine_mb} MB" in p.hypothesis
 
 
 def test_a_remedy_never_removes_a_limit_and_never_lowers_it_when_raising(monkeypatch):
-    from evolve.brains import rules
-    monkeypatch.setitem(rules.LIMITS, "run.max_memory_mb", ("MB", lambda: 6000))  # no room above the limit
+    monkeypatch.setitem(workload_base.CEILINGS, "machine_memory", lambda: 6000)  # no room above the limit
     with pytest.raises(NoRemedyLeft, match="no untried remedy for host_oom"):
-        RulesBrain().propose(oom_context(oom_config()))
-    unlimited = diagnosis("host_oom", [{"id": "drop_limit", "text": "Drop it.", "set": {"run.max_memory_mb": 0}}])
+        RulesBrain(TRAINER).propose(oom_context(oom_config()))
+    dropping = EvolveTrainer({})
+    dropping.playbook = dataclasses.replace(dropping.playbook, fixes={"host_oom": {
+        "drop_limit": workload_base.Fix("drop_limit", {"run.max_memory_mb": 0}, text="Drop it.")}})
+    unlimited = diagnosis("host_oom", [{"id": "drop_limit", "text": "Drop it."}])
     ctx = PlanContext(unlimited, [], oom_config(), round=2, parent=OOM_PARENT, diagnoses={1: unlimited})
-    assert list(RulesBrain().candidates(ctx)) == []  # "no limit" is refused even when the playbook says so
+    assert list(RulesBrain(dropping).candidates(ctx)) == []  # "no limit" is refused even when the playbook says so
 
 
 def test_a_healthy_parent_with_a_warning_gets_its_remedies_then_moves():
@@ -327,7 +339,7 @@ def test_a_healthy_parent_with_a_warning_gets_its_remedies_then_moves():
     d = playbook_diagnosis("entropy_collapse")
     config = template_config()
     config["rl"]["temperature"] = 0.5
-    sources = [p.source for p in RulesBrain().candidates(PlanContext(HEALTHY, [], config, round=4, parent=warned,
+    sources = [p.source for p in RulesBrain(TRAINER).candidates(PlanContext(HEALTHY, [], config, round=4, parent=warned,
                                                                      diagnoses={3: d}))]
     assert sources[0] == "rules/remedy" and "rules/move" in sources
 
@@ -335,7 +347,7 @@ def test_a_healthy_parent_with_a_warning_gets_its_remedies_then_moves():
 def test_the_llm_prompt_says_when_the_parent_fails_and_which_fix_to_keep():
     from evolve.brains import prompts
 
-    brain, config = RulesBrain(), broken_start()
+    brain, config = RulesBrain(TRAINER), broken_start()
     fix = brain.propose(PlanContext(ROUTER, [], config, round=2, parent=BROKEN, diagnoses={1: ROUTER}))
     history = [round_record(1, Proposal("baseline", "", [], "", "campaign"), "crash", "router_collapse"),
                round_record(2, fix, "crash", "nan_loss")]

@@ -58,6 +58,7 @@ budget: {rounds: 3, wall_s: 1e4, tokens: 50000}
 brain: {kind: openai, options: {model: gpt-x, temperature: 0.2, stop: [a, b]}}
 memory: /abs/memory/notes.md
 tracking: {uri: "sqlite:///x.db", experiment: exp}
+workload: {kind: command, options: {config: params.yaml}}
 """)
     spec = load_spec(path)
     assert isinstance(spec, CampaignSpec)
@@ -74,6 +75,7 @@ tracking: {uri: "sqlite:///x.db", experiment: exp}
         "brain": {"kind": "openai", "options": {"model": "gpt-x", "temperature": 0.2, "stop": ["a", "b"]}},
         "memory": "/abs/memory/notes.md",
         "tracking": {"uri": "sqlite:///x.db", "experiment": "exp"},
+        "workload": {"kind": "command", "options": {"config": "params.yaml"}},
     }
     assert isinstance(spec.launch.timeout_s, float)
 

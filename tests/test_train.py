@@ -166,4 +166,7 @@ def test_a_gpu_out_of_memory_error_is_reported_as_cuda_oom(tmp_path):
     assert (diagnosis.kind, diagnosis.confidence) == ("cuda_oom", 1.0)
     assert "2.00 GiB" in diagnosis.root_cause
     # a remedy the in-repo trainer can act on comes first
-    assert diagnosis.remedies[0].set == {"rl.prompts_per_step": 32}
+    from evolve.workloads import for_framework
+
+    assert for_framework("evolve").how_to("cuda_oom", diagnosis.remedies[0].id) == \
+        "evolve trainer: --set rl.prompts_per_step=32"

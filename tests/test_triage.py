@@ -17,8 +17,8 @@ import yaml
 from evolve.triage import KINDS, TRAINER_KINDS, TargetNotFound, format_text, load_playbook, triage
 from evolve.triage import scan as logscan
 from evolve.triage.scan import LogScan, required_literals
+from evolve.workloads import for_framework
 from tests.conftest import ROOT, TEMPLATES, run_trainer
-from trainer.config import load_config
 from trainer.health import FAILURE_KINDS
 
 LOGS = ROOT / "tests" / "fixtures" / "logs"
@@ -37,24 +37,6 @@ def test_playbook_has_exactly_the_closed_vocabulary_and_covers_the_trainers_kind
     book = load_playbook()
     assert sorted(book.kinds) == sorted(KINDS)
     assert set(FAILURE_KINDS) == set(TRAINER_KINDS)
-
-
-@pytest.mark.parametrize("kind", TRAINER_KINDS)
-def test_every_trainer_kind_has_remedies_whose_overrides_the_trainer_accepts(kind):
-    from evolve.brains.rules import ConfigView
-
-    remedies = load_playbook().kinds[kind]["remedies"]
-    assert remedies
-    defaults = ConfigView({})
-    overrides = []
-    for r in remedies:
-        for key in r.get("requires") or {}:
-            assert defaults.get(key) is not None, f"{r['id']}.requires: {key} is not a trainer config key"
-        changes = defaults.resolve(r.get("set") or {}, "config.yaml")  # "*2" against the defaults
-        assert changes is not None, f"{r['id']}: a relative value on a key that is not a number"
-        for change in changes:
-            overrides.append(f"{change.key}={'' if change.value == '' else json.dumps(change.value)}")
-    load_config(None, overrides)  # raises ConfigError on an unknown key or a bad value
 
 
 @pytest.mark.parametrize("edit, named", [
@@ -121,6 +103,31 @@ def test_scanner_finds_the_same_first_lines_as_a_naive_per_line_search_across_ch
         assert scan.lines == len(path.read_text().splitlines())
 
 
+def test_the_shipped_regex_index_is_fresh_and_agrees_with_the_analysis():
+    """playbooks/triage_index.json spares every process the regex analysis; stale, it only costs time, but
+    a stale entry would be a wrong prefilter, so it must match what `analyse` says today."""
+    from evolve.triage.playbook import INDEX, regexes
+    from evolve.triage.scan import analyse
+
+    index = json.loads(INDEX.read_text())
+    shipped = regexes(load_playbook())
+    stale = [r for r in shipped if r not in index]
+    assert not stale, f"{len(stale)} regexes missing: run .venv/bin/python scripts/build_triage_index.py"
+    assert set(index) == set(shipped), "index holds regexes the playbook no longer has: rebuild it"
+    for regex in shipped[::25]:  # a sample: analysing all 700+ is the second this index saves
+        assert tuple(index[regex]) == analyse(regex), regex
+
+
+def test_a_regex_outside_the_index_is_compiled_as_it_loads(tmp_path):
+    """Lazy compiling must not defer a bad regex in an edited playbook to the middle of a scan."""
+    book = yaml.safe_load((ROOT / "playbooks" / "triage.yaml").read_text())
+    book["kinds"]["timeout"]["signatures"].append({"regex": "(?<=a+)b", "weight": 1})  # parses, cannot compile
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(book))
+    with pytest.raises(ValueError, match=re.escape("(?<=a+)b")):
+        load_playbook(path)
+
+
 @pytest.mark.parametrize("regex, text", [
     (r"(loss|gradient norm) is (?P<v>nan|-?inf) at step", "LOSS IS NAN AT STEP"),
     (r"mat1 and mat2 shapes cannot be multiplied", "mat1 and mat2 shapes cannot be multiplied"),
@@ -161,8 +168,8 @@ def test_run_dir_status_verdict_is_authoritative_and_its_step_reaches_the_root_c
     assert str(d.evidence[0]).startswith(f"{run / 'status.json'}: ") and "step 7" in d.evidence[0].text
     assert any(e.source == str(run / "stdout.log") and e.line == 4 for e in d.evidence)  # failure_kind line
     assert "step 7" in d.root_cause
-    assert d.remedies[0].set == {"rl.adv_eps": 1.0e-4}
-    assert "--set rl.adv_eps=0.0001" in format_text(d)
+    assert d.remedies[0].id == "advantage_epsilon"
+    assert "--set rl.adv_eps=0.0001" in _cli_text(d)  # how the in-repo trainer's workload does it
 
 
 def test_succeeded_run_whose_reward_rises_while_eval_falls_is_reward_hacking(tmp_path):
@@ -204,7 +211,7 @@ def test_cli_json_has_the_diagnosis_contract():
     assert {"kind", "confidence", "evidence", "root_cause", "remedies", "framework"} <= d.keys()
     assert d["kind"] == "dist_timeout" and isinstance(d["confidence"], float)
     assert d["evidence"][0]["line"] == 13 and d["evidence"][0]["excerpt"].startswith(str(LOGS / "torchrun"))
-    assert all({"id", "text", "set", "advice"} <= r.keys() for r in d["remedies"])
+    assert all({"id", "text", "advice"} == r.keys() for r in d["remedies"])  # what a fix sets is the workload's
     assert "NCCL_DEBUG=INFO" in d["remedies"][0]["advice"]["torch.distributed"]
     assert "ALLREDUCE" in d["root_cause"] and "600085" in d["root_cause"]
 
@@ -395,12 +402,12 @@ def test_a_bad_unless_guard_is_refused_naming_it(tmp_path, guard, named):
         load_playbook(path)
 
 
-def test_a_bad_remedy_requirement_is_refused_naming_it(tmp_path):
+def test_a_remedy_that_sets_keys_is_refused_in_triage_which_knows_no_workload(tmp_path):
     book = yaml.safe_load((ROOT / "playbooks" / "triage.yaml").read_text())
-    book["kinds"]["host_oom"]["remedies"][0]["requires"] = {"rl.prompts_per_step": "bigger than 64"}
+    book["kinds"]["host_oom"]["remedies"][0]["set"] = {"rl.prompts_per_step": 64}
     path = tmp_path / "triage.yaml"
     path.write_text(yaml.safe_dump(book))
-    with pytest.raises(ValueError, match=re.escape("host_oom.remedies.smaller_rollout_batch.requires")):
+    with pytest.raises(ValueError, match=re.escape("kinds.host_oom.remedies.set: unknown key")):
         load_playbook(path)
 
 
@@ -409,4 +416,10 @@ def test_relative_remedy_values_print_as_relative_not_as_a_string_to_paste(tmp_p
     run.mkdir()
     (run / "status.json").write_text(json.dumps({"status": "failed", "summary": {}, "failure": {
         "kind": "host_oom", "step": 20, "message": "MemoryError: "}}))
-    assert "--set run.max_memory_mb=<current × 2>" in format_text(triage(str(run)))
+    assert "--set run.max_memory_mb=<current × 2>" in _cli_text(triage(str(run)))
+
+
+def _cli_text(d) -> str:
+    """The text `evolve triage` prints: remedies with how the framework's workload does them."""
+    workload = for_framework(d.framework)
+    return format_text(d, how=lambda kind, r: workload.how_to(kind, r.id))

@@ -15,10 +15,12 @@ import pytest
 from evolve.brains import prompts
 from evolve.brains.llm import LLMBrain, LLMOptions
 from evolve.brains.moe import MoEBrain
+from evolve.brains.registry import make_brain
 from evolve.brains.rules import RulesBrain
-from evolve.campaign import make_brain
 from evolve.spec import SpecError, load_spec
 from evolve.triage.vocabulary import KINDS
+from evolve.workloads import make_workload
+from evolve.workloads.evolve_trainer import EvolveTrainer
 from evolve.workspace import Workspace
 from tests.test_campaign import write_spec
 
@@ -86,7 +88,7 @@ def brain_for(tmp_path, url: str, triage: bool = True) -> LLMBrain:
     spec = load_spec(write_spec(tmp_path, brain={"kind": "openai", "options": options}))
     ws = Workspace.open(spec)
     ws.close()
-    return LLMBrain(LLMOptions(**spec.brain.options), ws, "eval/accuracy", RulesBrain())
+    return LLMBrain(LLMOptions(**spec.brain.options), ws, "eval/accuracy", RulesBrain(EvolveTrainer({})))
 
 
 def test_the_model_picks_a_candidate_through_a_strict_schema(tmp_path, serve):
@@ -135,7 +137,7 @@ def test_off_or_too_few_candidates_makes_no_request(tmp_path, serve):
 
 
 def test_other_brains_have_no_opinion_and_every_kind_has_a_meaning():
-    assert RulesBrain().choose_kind(DIAGNOSIS, CANDIDATES) is None
+    assert RulesBrain(EvolveTrainer({})).choose_kind(DIAGNOSIS, CANDIDATES) is None
     assert MoEBrain.choose_kind(None, DIAGNOSIS, CANDIDATES) is None  # type: ignore[arg-type]
     assert set(prompts.KIND_MEANINGS) == set(KINDS)
 
@@ -145,13 +147,13 @@ def test_the_spec_accepts_triage_and_types_it(tmp_path):
         (tmp_path / sub).mkdir()
     good = {"base_url": "http://127.0.0.1:1/v1", "model": "m", "triage": True}
     spec = load_spec(write_spec(tmp_path / "a", brain={"kind": "openai", "options": good}))
-    make_brain(spec)  # validates the options
+    make_brain(spec, make_workload(spec))  # validates the options
     bad = load_spec(write_spec(tmp_path / "b", brain={"kind": "openai", "options": {**good, "triage": "yes"}}))
     with pytest.raises(SpecError, match="brain.options.triage"):
-        make_brain(bad)
+        make_brain(bad, make_workload(bad))
     typo = load_spec(write_spec(tmp_path / "c", brain={"kind": "openai", "options": {**good, "triaje": True}}))
     with pytest.raises(SpecError, match="brain.options.triaje"):
-        make_brain(typo)
+        make_brain(typo, make_workload(typo))
 
 
 def test_evolve_triage_with_a_model_shows_its_pick_beside_the_rules_kind(serve):

@@ -84,6 +84,19 @@ def test_a_csv_table_ends_at_the_first_line_that_is_not_a_row():
     assert scan.series["train/loss"].n == 2
 
 
+def test_a_tensorboard_csv_takes_its_metric_from_the_file_name(tmp_path):
+    """TensorBoard's download has no key in its header (`Wall time,Step,Value`); the tag is in the file
+    name, with `/` written as `_`."""
+    rows = "".join(f"17000{i:03d}.5,{i * 10},{0.01 * 1.6 ** i:.6g}\n" for i in range(30))
+    log = tmp_path / "run-grpo_7b-tag-train_kl.csv"
+    log.write_text("Wall time,Step,Value\n" + rows)
+    d = triage(log)
+    assert d.kind == "kl_blowup" and "train/kl" in d.evidence[0].text, (d.kind, d.evidence)
+    plain = tmp_path / "run-x-tag-train_loss.csv"
+    plain.write_text("Wall time,Step,Value\n" + "".join(f"17000{i}.5,{i},{0.5 - i / 100}\n" for i in range(9)))
+    assert triage(plain).kind != "timeout"  # `Wall time` in a header is not a wall-clock limit
+
+
 def test_nan_in_a_json_metrics_line_is_nan_loss():
     log = "\n".join(json.dumps({"loss": 0.4 - i / 100, "grad_norm": 1.0, "step": i}) for i in range(5))
     log += '\n{"loss": NaN, "grad_norm": NaN, "step": 5}\n'

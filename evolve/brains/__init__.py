@@ -8,10 +8,9 @@ before it touches the workspace. Every brain (rules, an LLM, a mixture) speaks t
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
-import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -20,10 +19,9 @@ import yaml
 
 from evolve import gitguard
 from evolve.files import write_atomic
-from trainer.config import ConfigError, TrainConfig, load_config
 
-TRAINER_CONFIG = "config.yaml"
-TRAINER_SECTIONS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+# file (relative to the workspace), its edited tree, its path -> raise ValueError naming the key (the workload's)
+Validator = Callable[[str, dict[str, Any], Path], None]
 
 
 @dataclass
@@ -76,12 +74,13 @@ class ParentRun:
 class PlanContext:
     diagnosis: dict[str, Any] | None  # Diagnosis.to_dict() of the last run; None before the first run
     history: list[dict[str, Any]] = field(default_factory=list)  # {"round", "proposal", "verdict", "objective", "kind"}
-    config: dict[str, Any] = field(default_factory=dict)  # the workspace's config.yaml as loaded YAML
+    config: dict[str, Any] = field(default_factory=dict)  # the workload's config file as loaded YAML
     memory_summary: str = ""
     round: int = 0
     objective_mode: Literal["max", "min"] = "max"
     parent: ParentRun | None = None  # None: no round has run (the plan then reads only `diagnosis`)
     diagnoses: dict[int, dict[str, Any]] = field(default_factory=dict)  # the parent's round and every later one
+    launch: dict[str, Any] = field(default_factory=dict)  # the workspace's launch settings (workloads/base.py)
 
 
 class NoRemedyLeft(RuntimeError):
@@ -100,6 +99,10 @@ class Brain(Protocol):
     def choose_kind(self, diagnosis: dict[str, Any], candidates: list[str]) -> dict[str, Any] | None:
         """Pick the root-cause kind among triage's top `candidates`: {"kind", "reason", "model"}.
         None means the brain leaves the rules' kind as it is."""
+        ...
+
+    def close(self) -> None:
+        """Release what the brain holds (a model server process); called once, when the campaign stops."""
         ...
 
 
@@ -131,34 +134,14 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def is_trainer_config(path: Path, tree: dict[str, Any]) -> bool:
-    # A user's project may have its own config.yaml; only one made of trainer sections is checked
-    # against the trainer's schema.
-    return path.name == TRAINER_CONFIG and bool(tree) and set(tree) <= TRAINER_SECTIONS
-
-
-def check_trainer_config(tree: dict[str, Any], where: Path | None = None) -> None:
-    """Raise ConfigError if `tree` would not load as a trainer config. Written next to `where` so a
-    relative `scaffold:` resolves as it would in place."""
-    folder = where.parent if where else None
-    fd, tmp = tempfile.mkstemp(suffix=".yaml", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(tree, f, sort_keys=False)
-        load_config(tmp)
-    finally:
-        os.unlink(tmp)
-
-
-def apply_changes(workspace_dir: Path, changes: list[Change]) -> list[str]:
+def apply_changes(workspace_dir: Path, changes: list[Change], validate: Validator | None = None) -> list[str]:
     """Apply key sets and patches to files in `workspace_dir`; return the changed paths (relative).
 
-    All key sets are applied in memory and validated first, then each file is written atomically
-    (temp file + rename), so a rejected proposal leaves the workspace untouched. A key set that breaks
-    the trainer config is a ValueError whose one line names the key."""
+    All key sets are applied in memory and checked first (`validate`: the workload's check of each edited
+    file), then each file is written atomically (temp file + rename), so a rejected proposal leaves the
+    workspace untouched. A key set the check refuses is a ValueError whose one line names the key."""
     root = Path(workspace_dir).resolve()
     trees: dict[str, dict[str, Any]] = {}
-    trainer_files: set[str] = set()
     touched: dict[str, list[str]] = {}
     patches: list[Change] = []
     for c in changes:
@@ -171,17 +154,18 @@ def apply_changes(workspace_dir: Path, changes: list[Change]) -> list[str]:
         if c.file not in trees:
             tree = yaml.safe_load(path.read_text()) if path.is_file() else {}
             trees[c.file] = tree if isinstance(tree, dict) else {}
-            if is_trainer_config(path, trees[c.file]):
-                trainer_files.add(c.file)
         set_dotted(trees[c.file], c.key, c.value)
         touched.setdefault(c.file, []).append(f"{c.key}={c.value!r}")
-    for name in trainer_files:
+    for name, tree in trees.items():
         try:
-            check_trainer_config(trees[name], _inside(root, name))
-        except ConfigError as e:
+            if validate is not None:
+                validate(name, tree, _inside(root, name))
+        except ValueError as e:
             raise ValueError(f"{name}: {', '.join(touched[name])} rejected: {e}") from None
     for name, tree in trees.items():
-        write_atomic(_inside(root, name), yaml.safe_dump(tree, sort_keys=False))
+        path = _inside(root, name)
+        path.parent.mkdir(parents=True, exist_ok=True)  # .evolve/launch.yaml on its first fix
+        write_atomic(path, yaml.safe_dump(tree, sort_keys=False))
     for c in patches:
         _apply_patch(root, c)
     return list(dict.fromkeys([*trees, *(c.file for c in patches)]))

@@ -78,6 +78,56 @@ class Rejected(ValueError):
     """An answer that cannot become this round's edit (one line, sent back to the model to repair)."""
 
 
+class Endpoint:
+    """The OpenAI-compatible transport: one chat completion, optionally schema-constrained. What a brain
+    and a bare `evolve triage --model-url` share."""
+
+    def __init__(self, options: LLMOptions) -> None:
+        self.options = options
+        # from the vault: `campaign start` re-execs without credentials in its environment (evolve/secrets.py)
+        self.client = openai.OpenAI(base_url=options.base_url, api_key=secrets.get(options.api_key_env) or "EMPTY",
+                                    timeout=options.timeout_s, max_retries=options.max_retries)
+
+    def chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None = None,
+             name: str = "proposal") -> tuple[str, int]:
+        kwargs: dict[str, Any] = {}
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": name, "schema": schema, "strict": True}}
+        response = self.client.chat.completions.create(model=self.options.model, messages=messages,
+                                                       temperature=self.options.temperature, seed=self.options.seed,
+                                                       **kwargs)
+        used = response.usage.total_tokens if response.usage else 0
+        if not response.choices:
+            raise Rejected("the response had no choices")
+        return response.choices[0].message.content or "", used
+
+
+def choose_kind(endpoint: Endpoint, diagnosis: dict[str, Any], candidates: list[str]
+                ) -> tuple[dict[str, Any] | None, int]:
+    """The model's pick of the root-cause kind among `candidates` (or None: the rules' kind stands), and the
+    tokens it took. Never raises: a transport error, invalid JSON or a kind outside the candidates is a warning."""
+    if len(candidates) < 2:
+        return None, 0
+    messages = prompts.choose_kind_messages(diagnosis, candidates, endpoint.options.max_prompt_chars)
+    try:
+        text, used = endpoint.chat(messages, schema=prompts.choose_kind_schema(candidates), name="triage_kind")
+    except (openai.OpenAIError, Rejected) as e:
+        log.warning("LLM brain: triage choice failed: %s; keeping the rules' kind", one_line(str(e), 300))
+        return None, 0
+    try:
+        answer = _KindAnswer.model_validate_json(text)
+    except pydantic.ValidationError as e:
+        log.warning("LLM brain: invalid triage answer (%s); keeping the rules' kind",
+                    one_line(e.errors()[0]["msg"], 200))
+        return None, used
+    if answer.kind not in candidates:
+        log.warning("LLM brain: triage answer %r is not a candidate (%s); keeping the rules' kind",
+                    one_line(answer.kind, 80), ", ".join(candidates))
+        return None, used
+    return {"kind": answer.kind, "reason": one_line(answer.reason, 300), "model": endpoint.options.model}, used
+
+
 class LLMBrain:
     source = "openai"
 
@@ -85,9 +135,7 @@ class LLMBrain:
                  token_budget: int = 0) -> None:
         self.options, self.workspace, self.metric, self.rules = options, workspace, metric, rules
         self.token_budget = token_budget
-        # from the vault: `campaign start` re-execs without credentials in its environment (evolve/secrets.py)
-        self.client = openai.OpenAI(base_url=options.base_url, api_key=secrets.get(options.api_key_env) or "EMPTY",
-                                    timeout=options.timeout_s, max_retries=options.max_retries)
+        self.endpoint = Endpoint(options)
         self._side_tokens = 0  # explain/lesson calls, charged to the next proposal
 
     # ------------------------------------------------------------------------------------ planning
@@ -145,7 +193,7 @@ class LLMBrain:
             scratch = Path(tmp) / "tree"
             shutil.copytree(self.workspace.path, scratch, symlinks=True, ignore=shutil.ignore_patterns(".git"))
             try:
-                for name in apply_changes(scratch, changes):
+                for name in apply_changes(scratch, changes, self.rules.workload.validate):
                     _parses(scratch / name, name)
             except ValueError as e:
                 raise Rejected(one_line(str(e))) from None
@@ -169,28 +217,15 @@ class LLMBrain:
         return self._sentence(prompts.lesson_messages(criticism))
 
     def choose_kind(self, diagnosis: dict[str, Any], candidates: list[str]) -> dict[str, Any] | None:
-        """The model's pick of the root-cause kind among `candidates`, or None (the rules' kind stands).
-        Never raises: a transport error, invalid JSON or a kind outside the candidates is a warning."""
-        if not self.options.triage or len(candidates) < 2:
+        """The model's pick among the rules' candidates, when `options.triage` asks for one."""
+        if not self.options.triage:
             return None
-        messages = prompts.choose_kind_messages(diagnosis, candidates, self.options.max_prompt_chars)
-        try:
-            text, used = self._chat(messages, schema=prompts.choose_kind_schema(candidates), name="triage_kind")
-        except (openai.OpenAIError, Rejected) as e:
-            log.warning("LLM brain: triage choice failed: %s; keeping the rules' kind", one_line(str(e), 300))
-            return None
+        pick, used = choose_kind(self.endpoint, diagnosis, candidates)
         self._side_tokens += used
-        try:
-            answer = _KindAnswer.model_validate_json(text)
-        except pydantic.ValidationError as e:
-            log.warning("LLM brain: invalid triage answer (%s); keeping the rules' kind",
-                        one_line(e.errors()[0]["msg"], 200))
-            return None
-        if answer.kind not in candidates:
-            log.warning("LLM brain: triage answer %r is not a candidate (%s); keeping the rules' kind",
-                        one_line(answer.kind, 80), ", ".join(candidates))
-            return None
-        return {"kind": answer.kind, "reason": one_line(answer.reason, 300), "model": self.options.model}
+        return pick
+
+    def close(self) -> None:
+        self.endpoint.client.close()  # its HTTP connection pool
 
     def _sentence(self, messages: list[dict[str, str]]) -> str | None:
         try:
@@ -201,21 +236,9 @@ class LLMBrain:
         self._side_tokens += used
         return one_line(text, 400) or None
 
-    # ------------------------------------------------------------------------------------ transport
-
     def _chat(self, messages: list[dict[str, str]], schema: dict[str, Any] | None = None,
               name: str = "proposal") -> tuple[str, int]:
-        kwargs: dict[str, Any] = {}
-        if schema is not None:
-            kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": name, "schema": schema, "strict": True}}
-        response = self.client.chat.completions.create(model=self.options.model, messages=messages,
-                                                       temperature=self.options.temperature, seed=self.options.seed,
-                                                       **kwargs)
-        used = response.usage.total_tokens if response.usage else 0
-        if not response.choices:
-            raise Rejected("the response had no choices")
-        return response.choices[0].message.content or "", used
+        return self.endpoint.chat(messages, schema, name)
 
 
 def enable_tracing(uri: str, experiment: str) -> str:

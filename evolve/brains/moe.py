@@ -45,6 +45,19 @@ class MoEOptions:
     startup_timeout_s: float = 120.0
 
 
+def check_checkpoint(checkpoint: str) -> None:
+    """Before a campaign creates anything: the model's checkpoint must be one `evolve serve` can load
+    (SpecError naming the option). The brain serves the in-repo model, so it asks the trainer."""
+    from evolve.spec import SpecError
+    from trainer.checkpoint import resolve_checkpoint
+    from trainer.config import ConfigError
+
+    try:
+        resolve_checkpoint(checkpoint)
+    except ConfigError as e:
+        raise SpecError(f"brain.options.checkpoint: {e}") from None
+
+
 class MoEBrain:
     source = "moe"
 

@@ -5,92 +5,46 @@ kept). While the parent fails, only remedies are proposed: the triage playbook's
 kind, best-ranked first, each at most once per campaign, and with no fix left the campaign ends
 (`NoRemedyLeft`) rather than "improving" a broken run. Stacked faults: a fix that removed its fault and
 exposed another is carried into every later remedy (`plan_base`). Once the parent is healthy it picks an
-improvement move from playbooks/moves.yaml with UCB1 over past keep/revert outcomes: every move is tried
-once in playbook order, then the moves that were kept more often are tried again (relative moves like
-`rl.lr: "*2"` resolve against the current config, so trying a kept move again is a new edit). It never
-proposes an edit it already tried -- a reverted change set would fail the same way -- and when the
-playbook is exhausted it perturbs rl.lr by a random factor that is new. A remedy never removes a limit
-the user set (`LIMITS`); it may raise one within what the machine has, and says so. Everything is a
-function of (seed, history, config, machine), so a resumed campaign proposes what the interrupted one
-would have.
+improvement move from the workload's playbook with UCB1 over past keep/revert outcomes: every move is
+tried once in playbook order, then the moves that were kept more often are tried again (relative moves
+like `rl.lr: "*2"` resolve against the current config, so trying a kept move again is a new edit). It
+never proposes an edit it already tried -- a reverted change set would fail the same way -- and when the
+playbook is exhausted it perturbs the workload's `perturb` key by a random factor that is new. A remedy
+never removes a limit the user set (the workload's `limits`); it may raise one within what the machine
+has, and says so. Everything is a function of (seed, history, config, machine), so a resumed campaign
+proposes what the interrupted one would have.
+
+It knows no trainer: the moves, what each remedy sets, the limits, and the config's defaults and checks
+all come from the campaign's workload (evolve/workloads/).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from evolve.brains import (
-    TRAINER_CONFIG,
-    TRAINER_SECTIONS,
-    Change,
-    NoRemedyLeft,
-    PlanContext,
-    Proposal,
-    change_key,
-    check_trainer_config,
-    set_dotted,
-)
+from evolve.brains import Change, NoRemedyLeft, PlanContext, Proposal, change_key, set_dotted
 from evolve.triage import CONDITION as _CONDITION
-from trainer.config import MODEL_PRESETS, ConfigError, TrainConfig
+from evolve.workloads.base import LAUNCH_FILE, Move, Workload, load_workload_playbook
 
-MOVES = Path(__file__).resolve().parents[2] / "playbooks" / "moves.yaml"
-_MOVE_KEYS = {"id", "hypothesis", "expected", "set", "when", "file", "scaffold"}
-
-
-def machine_memory_mb() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
-
-
-# Limits the user may set in the trainer config: key -> (unit, the most the machine allows, None: no bound).
-# A remedy never removes one (0 means "no limit" for max_memory_mb); it may raise one up to that bound.
-LIMITS: dict[str, tuple[str, Callable[[], float | None]]] = {
-    "run.max_memory_mb": ("MB", machine_memory_mb),
-    "run.max_wall_s": ("s", lambda: None),
-}
+_OTHER = re.compile(r"=(?P<key>[\w.]+)(?:\*(?P<k>[0-9.eE+-]+))?")  # "=grpo.num_generations*8"
 _OPS = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
         ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
 
-@dataclass
-class Move:
-    id: str
-    hypothesis: str
-    expected: str
-    set: dict[str, Any] = field(default_factory=dict)
-    when: dict[str, str] = field(default_factory=dict)
-    file: str = TRAINER_CONFIG
-    scaffold: bool = False
+def load_moves(path: str | Path) -> list[Move]:
+    """A moves file (`moves:` as in a workload playbook) that replaces the workload's moves, strictly."""
+    from evolve.triage import KINDS
 
-
-def load_moves(path: str | Path | None = None) -> list[Move]:
-    """Read playbooks/moves.yaml strictly: an unknown key or a duplicate id is a ValueError naming it."""
-    path = Path(path) if path else MOVES
-    raw = (yaml.safe_load(path.read_text()) or {}).get("moves") or []
-    moves: list[Move] = []
-    for spec in raw:
-        where = f"{path}: moves.{spec.get('id', '?')}"
-        if unknown := set(spec) - _MOVE_KEYS:
-            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_MOVE_KEYS)})")
-        if not spec.get("id") or not spec.get("hypothesis") or not spec.get("expected"):
-            raise ValueError(f"{where}: each move needs an id, a hypothesis and an expected effect")
-        if not spec.get("scaffold") and not spec.get("set"):
-            raise ValueError(f"{where}: a move needs `set` unless it is a scaffold move")
-        for cond in (spec.get("when") or {}).values():
-            if not _CONDITION.match(str(cond)):
-                raise ValueError(f"{where}.when: {cond!r} is not '<op> <value>' with op in {list(_OPS)}")
-        if any(m.id == spec["id"] for m in moves):
-            raise ValueError(f"{where}: duplicate id")
-        moves.append(Move(**{k: v for k, v in spec.items() if v is not None}))
-    return moves
+    return load_workload_playbook(Path(path), kinds=set(KINDS)).moves
 
 
 class RulesBrain:
@@ -98,12 +52,13 @@ class RulesBrain:
 
     source = "rules"
 
-    def __init__(self, playbook_moves: list[Move] | str | Path | None = None, seed: int = 0,
+    def __init__(self, workload: Workload, moves: list[Move] | str | Path | None = None, seed: int = 0,
                  exploration: float = 1.0) -> None:
-        if isinstance(playbook_moves, list):
-            self.moves = playbook_moves
+        self.workload = workload
+        if moves is None:
+            self.moves = workload.playbook.moves
         else:
-            self.moves = load_moves(playbook_moves)
+            self.moves = moves if isinstance(moves, list) else load_moves(moves)
         self.seed = seed
         self.exploration = exploration  # the UCB1 constant; 1.0 is the textbook sqrt(2 ln N / n)
 
@@ -118,7 +73,7 @@ class RulesBrain:
         then a fresh perturbation (so there is always at least one). A model brain picks among the first
         few (brains/moe.py)."""
         tried = {change_key(Proposal.from_dict(h["proposal"]).changes) for h in ctx.history if h.get("proposal")}
-        view = ConfigView(ctx.config)
+        view = Views(self.workload, {self.workload.config_file: ctx.config, LAUNCH_FILE: ctx.launch})
         base = plan_base(ctx)
         if base.diagnosis.get("kind") not in (None, "healthy"):
             yield from self._remedies(base.diagnosis, view, tried, base.carried, base.carried_id)
@@ -128,7 +83,8 @@ class RulesBrain:
         if ctx.parent is not None and ctx.parent.failing:
             return  # a move is meant for a healthy run; on a failing parent it only repeats the failure
         yield from self._moves(ctx, view, tried)
-        yield self._perturb(ctx, view, tried)
+        if perturbed := self._perturb(ctx, view, tried):
+            yield perturbed
 
     def explain(self, diagnosis: dict[str, Any]) -> str | None:
         return None  # the playbook's root-cause template already says it
@@ -139,43 +95,72 @@ class RulesBrain:
     def choose_kind(self, diagnosis: dict[str, Any], candidates: list[str]) -> dict[str, Any] | None:
         return None  # the playbook's kind is the rules' answer; no second opinion
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     # ------------------------------------------------------------------------------------ failures
 
-    def _remedies(self, diagnosis: dict[str, Any], view: ConfigView, tried: set[tuple], carried: list[Change],
+    def _remedies(self, diagnosis: dict[str, Any], view: Views, tried: set[tuple], carried: list[Change],
                   carried_id: str) -> Iterator[Proposal]:
         kind = diagnosis["kind"]
         if carried:
-            view = ConfigView(_with_changes(view.config, carried))
-        for remedy in diagnosis.get("remedies") or []:
-            if not remedy.get("set"):
+            view = view.with_changes(carried)
+        texts = {r.get("id"): r.get("text", "") for r in diagnosis.get("remedies") or []}
+        for fix in self.workload.playbook.fixes_for(kind, list(texts)):
+            if not fix.set:
                 continue  # scaffold advice or "rename the key": not something a key set can do
-            if not all(view.holds(k, cond) for k, cond in (remedy.get("requires") or {}).items()):
+            file = self.workload.file_of(fix.file)
+            if not all(view.holds(file, k, cond) for k, cond in fix.requires.items()):
                 continue  # e.g. a smaller batch for a run whose batch is already that small
-            own = view.resolve(remedy["set"], TRAINER_CONFIG)
-            limited = None if own is None else _within_limits(own, view)
+            own = view.resolve(file, fix.set)
+            limited = None if own is None else self._within_limits(own, view)
             if limited is None or not view.usable(limited[0], set()):
                 continue
             own, note = limited
-            keys = {c.key for c in own}
-            changes = [c for c in carried if c.key not in keys] + own
+            keys = {(c.file, c.key) for c in own}
+            changes = [c for c in carried if (c.file, c.key) not in keys] + own
             if change_key(changes) not in tried:
                 cause = diagnosis.get("root_cause") or f"The run failed with {kind}."
                 if carried:
                     cause += (f" The fix {carried_id} ({', '.join(f'{c.key}={c.value}' for c in carried)}) "
                               "removed the failure it targeted, so it is kept alongside this one.")
-                yield Proposal("+".join([*([carried_id] if carried else []), remedy["id"]]),
-                               f"{cause} {remedy['text']}{note}", changes, f"run ends healthy, kind no longer {kind}",
+                text = texts.get(fix.id) or fix.text
+                yield Proposal("+".join([*([carried_id] if carried else []), fix.id]),
+                               f"{cause} {text}{note}", changes, f"run ends healthy, kind no longer {kind}",
                                f"{self.source}/remedy", target=kind)
+
+    def _within_limits(self, changes: list[Change], view: Views) -> tuple[list[Change], str] | None:
+        """`changes` with every raised limit capped at what the machine has, and a note saying so; None when a
+        change would remove a limit the user set, or leave no room to raise it."""
+        out, notes = [], []
+        for c in changes:
+            limit, current = self.workload.playbook.limits.get(c.key), view.get(c.file, c.key)
+            if limit is None or not _is_number(current) or current <= 0:
+                out.append(c)
+                continue
+            if not _is_number(c.value) or c.value <= 0:
+                return None  # "no limit" instead of the user's limit: never
+            value, ceiling = c.value, limit.most()
+            if ceiling is not None and value > ceiling:
+                value = type(current)(ceiling)
+            if value <= current:
+                return None  # no room left: raising is the only thing this change may do
+            out.append(dataclasses.replace(c, value=value))
+            bound = f", within the machine's {ceiling:g} {limit.unit}" if ceiling is not None else ""
+            notes.append(f"This raises the limit you set, {c.key}, from {current:g} to {value:g} {limit.unit}{bound}.")
+        return out, "".join(f" {n}" for n in notes)
 
     # ------------------------------------------------------------------------------------ improvements
 
-    def _moves(self, ctx: PlanContext, view: ConfigView, tried: set[tuple]) -> Iterator[Proposal]:
+    def _moves(self, ctx: PlanContext, view: Views, tried: set[tuple]) -> Iterator[Proposal]:
         for move in self._ranked(ctx.history):
-            if not all(view.holds(k, cond) for k, cond in move.when.items()):
+            file = self.workload.file_of(move.file)
+            if not all(view.holds(file, k, cond) for k, cond in move.when.items()):
                 continue
-            changes = view.resolve(move.set, move.file)
-            if changes is not None and _within_limits(changes, view) == (changes, "") and view.usable(changes, tried):
-                edits = "; ".join(f"{c.key}: {view.get(c.key)!r} → {c.value!r}" for c in changes)
+            changes = view.resolve(file, move.set)
+            if changes is not None and self._within_limits(changes, view) == (changes, "") \
+                    and view.usable(changes, tried):
+                edits = "; ".join(f"{c.key}: {view.get(c.file, c.key)!r} → {c.value!r}" for c in changes)
                 yield Proposal(move.id, f"{move.hypothesis} ({edits})", changes, move.expected,
                                f"{self.source}/move")
 
@@ -200,18 +185,23 @@ class RulesBrain:
         order = {m.id: i for i, m in enumerate(moves)}
         return sorted(moves, key=lambda m: (-score(m), order[m.id]))
 
-    def _perturb(self, ctx: PlanContext, view: ConfigView, tried: set[tuple]) -> Proposal:
-        """Last resort: rl.lr times a random factor in [0.5, 2], rounded to 3 digits, that is new."""
+    def _perturb(self, ctx: PlanContext, view: Views, tried: set[tuple]) -> Proposal | None:
+        """Last resort: the workload's `perturb` key times a random factor in [0.5, 2], rounded to 3 digits,
+        that is new; None for a workload without one (the campaign then ends: every move was tried)."""
+        key, file = self.workload.playbook.perturb, self.workload.config_file
+        current = view.get(file, key) if key else None
+        if not _is_number(current) or current <= 0:
+            return None
         rng = random.Random(f"{self.seed}:{len(ctx.history)}")  # str seeds are stable across processes
-        lr = float(view.get("rl.lr") or 1e-4)
         for _ in range(1000):
-            value = float(f"{lr * 2 ** rng.uniform(-1, 1):.3g}")
-            changes = [Change(TRAINER_CONFIG, "rl.lr", value)]
+            value = float(f"{current * 2 ** rng.uniform(-1, 1):.3g}")
+            changes = [Change(file, key, value)]
             if view.usable(changes, tried):
-                return Proposal("lr_perturb", f"Every playbook move was tried; a nearby learning rate "
-                                f"({lr!r} → {value!r}) may still improve the objective.", changes,
-                                "eval/accuracy changes by a small amount; keep if it rises.", f"{self.source}/perturb")
-        raise RuntimeError("no untried rl.lr perturbation left")  # 1000 draws all tried: not a real campaign
+                return Proposal(f"{key.rsplit('.', 1)[-1]}_perturb", f"Every playbook move was tried; a nearby "
+                                f"{key} ({current!r} → {value!r}) may still improve the objective.", changes,
+                                "the objective changes by a small amount; keep if it improves.",
+                                f"{self.source}/perturb")
+        raise RuntimeError(f"no untried {key} perturbation left")  # 1000 draws all tried: not a real campaign
 
 
 @dataclass
@@ -254,6 +244,8 @@ def no_remedy_reason(ctx: PlanContext) -> str:
     """The campaign's stop line when the parent fails and nothing is left to try on it."""
     parent, base = ctx.parent, plan_base(ctx)
     kind = base.diagnosis.get("kind")
+    if parent is not None and not parent.failing:  # healthy, and no move or perturbation is left
+        return f"every improvement move was tried on round {parent.round} and this workload has no key to perturb"
     if parent is not None and parent.status == "succeeded" and parent.objective is None:
         return (f"round {parent.round} succeeded but reported no objective and no remedy applies; "
                 "no healthy round to improve")
@@ -266,51 +258,20 @@ def no_remedy_reason(ctx: PlanContext) -> str:
     return f"no untried remedy for {kind} and no healthy round to improve"
 
 
-def _within_limits(changes: list[Change], view: ConfigView) -> tuple[list[Change], str] | None:
-    """`changes` with every raised limit capped at what the machine has, and a note saying so; None when a
-    change would remove a limit the user set, or leave no room to raise it."""
-    out, notes = [], []
-    for c in changes:
-        if c.file != TRAINER_CONFIG or c.key not in LIMITS or not _is_number(view.get(c.key)) or view.get(c.key) <= 0:
-            out.append(c)
-            continue
-        current, (unit, ceiling_of) = view.get(c.key), LIMITS[c.key]
-        if not _is_number(c.value) or c.value <= 0:
-            return None  # "no limit" instead of the user's limit: never
-        value, ceiling = c.value, ceiling_of()
-        if ceiling is not None and value > ceiling:
-            value = type(current)(ceiling)
-        if value <= current:
-            return None  # no room left: raising is the only thing this change may do
-        out.append(dataclasses.replace(c, value=value))
-        bound = f", within the machine's {ceiling:g} {unit}" if ceiling is not None else ""
-        notes.append(f"This raises the limit you set, {c.key}, from {current:g} to {value:g} {unit}{bound}.")
-    return out, "".join(f" {n}" for n in notes)
+class Views:
+    """The workspace's config files as the run would see them: each file, else the workload's defaults for
+    it, so a relative move on a key the file leaves out (rl.temperature) still has a value to start from."""
 
+    def __init__(self, workload: Workload, trees: dict[str, dict[str, Any]]) -> None:
+        self.workload = workload
+        self.trees = {f: t or {} for f, t in trees.items()}
+        self.defaults = {f: workload.defaults_for(f, t) for f, t in self.trees.items()}
 
-def _with_changes(config: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
-    tree = yaml.safe_load(yaml.safe_dump(config))  # a deep copy that stays plain YAML
-    for c in changes:
-        if c.file == TRAINER_CONFIG and c.key:
-            set_dotted(tree, c.key, c.value)
-    return tree
+    def tree(self, file: str) -> dict[str, Any]:
+        return self.trees.get(file) or {}
 
-
-class ConfigView:
-    """The workspace config as the trainer would see it: the YAML, else the preset, else the default,
-    so a relative move on a key the YAML leaves out (rl.temperature) still has a value to start from."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config or {}
-        self.is_trainer = set(self.config) <= TRAINER_SECTIONS
-        defaults = dataclasses.asdict(TrainConfig()) if self.is_trainer else {}
-        preset = (self.config.get("model") or {}).get("preset") if self.is_trainer else None
-        if preset in MODEL_PRESETS:
-            defaults["model"].update(MODEL_PRESETS[preset])
-        self.defaults = defaults
-
-    def get(self, key: str) -> Any:
-        for tree in (self.config, self.defaults):
+    def get(self, file: str, key: str) -> Any:
+        for tree in (self.tree(file), self.defaults.get(file) or self.workload.defaults_for(file, {})):
             node: Any = tree
             for part in key.split("."):
                 if not isinstance(node, dict) or part not in node:
@@ -320,9 +281,9 @@ class ConfigView:
                 return node
         return None
 
-    def holds(self, key: str, condition: str) -> bool:
+    def holds(self, file: str, key: str, condition: str) -> bool:
         op, rhs = _CONDITION.match(str(condition)).groups()
-        current, target = self.get(key), yaml.safe_load(rhs)
+        current, target = self.get(file, key), yaml.safe_load(rhs)
         if _is_number(current) and isinstance(target, str):
             try:  # YAML 1.1 reads 1e-3 (no dot) as a string
                 target = float(target)
@@ -333,12 +294,19 @@ class ConfigView:
         except TypeError:
             return False
 
-    def resolve(self, values: dict[str, Any], file: str) -> list[Change] | None:
-        """Key sets with "*k" / "+k" turned into numbers; None if a current value is missing."""
+    def resolve(self, file: str, values: dict[str, Any]) -> list[Change] | None:
+        """Key sets with "*k" / "+k" (of the key's current value) and "=other*k" (another key's current value,
+        times k: a batch made a multiple of the group size) turned into numbers; None if a value is missing."""
         changes = []
         for key, value in values.items():
-            if isinstance(value, str) and value[:1] in ("*", "+"):
-                current = self.get(key)
+            if isinstance(value, str) and (m := _OTHER.fullmatch(value)):
+                other = self.get(file, m["key"])
+                if not _is_number(other):
+                    return None
+                value = other * (float(m["k"]) if m["k"] else 1)
+                value = int(round(value)) if isinstance(other, int) else float(f"{value:.6g}")
+            elif isinstance(value, str) and value[:1] in ("*", "+"):
+                current = self.get(file, key)
                 if not _is_number(current):
                     return None
                 k = float(value[1:])
@@ -347,22 +315,31 @@ class ConfigView:
             changes.append(Change(file, key, value))
         return changes
 
+    def with_changes(self, changes: list[Change]) -> Views:
+        trees = {f: _copy(t) for f, t in self.trees.items()}
+        for c in changes:
+            if c.key:
+                set_dotted(trees.setdefault(c.file, {}), c.key, c.value)
+        return Views(self.workload, trees)
+
     def usable(self, changes: list[Change], tried: set[tuple]) -> bool:
-        """New, not a no-op, and (for the trainer config) still a config the trainer accepts."""
+        """New, not a no-op, and still a config the run accepts (the workload's check)."""
         if change_key(changes) in tried:
             return False
-        if all(change_key([c]) == change_key([dataclasses.replace(c, value=self.get(c.key))]) for c in changes):
+        if all(change_key([c]) == change_key([dataclasses.replace(c, value=self.get(c.file, c.key))])
+               for c in changes):
             return False  # the config already says this: the run would repeat itself
-        if not self.is_trainer or any(c.file != TRAINER_CONFIG for c in changes):
-            return True
-        tree = yaml.safe_load(yaml.safe_dump(self.config))  # a deep copy that stays plain YAML
+        after = self.with_changes(changes)
         try:
-            for c in changes:
-                set_dotted(tree, c.key, c.value)
-            check_trainer_config(tree)
-        except (ConfigError, ValueError):
+            for file in {c.file for c in changes}:
+                self.workload.validate(file, after.tree(file))
+        except ValueError:
             return False
         return True
+
+
+def _copy(tree: dict[str, Any]) -> dict[str, Any]:
+    return yaml.safe_load(yaml.safe_dump(tree or {}))  # a deep copy that stays plain YAML
 
 
 def _is_number(x: Any) -> bool:

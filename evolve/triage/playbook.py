@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from evolve.triage.scan import LogScan, Signature
 from evolve.triage.vocabulary import FRAMEWORKS, KINDS
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "triage.yaml"
+# the scanner's analysis of every shipped regex (scripts/build_triage_index.py): loading skips ~1 s of regex
+# parsing a process; a regex not in it (an edited playbook) is analysed and compiled as it loads
+INDEX = PLAYBOOK.with_name("triage_index.json")
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it: 10x faster
 
 
@@ -33,7 +37,7 @@ class Playbook:
 _KIND_KEYS = {"signatures", "metric_rules", "root_cause", "remedies", "effect_of"}
 _RULE_KEYS = {"keys", "agg", "op", "value", "weight", "min_count", "rising", "falling", "min_change", "unless"}
 _UNLESS_KEYS = {"keys", "agg", "op", "value", "min_count"}
-_REMEDY_KEYS = {"id", "text", "set", "advice", "when", "requires"}
+_REMEDY_KEYS = {"id", "text", "advice", "when"}  # what a remedy sets is the workload's (playbooks/workloads/)
 OPS = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__}
 _AGGS = ("last", "max", "min", "mean")
 # series ops beyond comparisons: any NaN/Inf; late mean ≥ value × early mean (grows) or ≤ early / value (shrinks)
@@ -47,6 +51,14 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
     ValueError naming it, so a typo in the knowledge fails loudly instead of silently never matching."""
     path = Path(path) if path else PLAYBOOK
     raw = yaml.load(path.read_text(), Loader=SAFE_LOADER) or {}
+    known = _index()
+
+    def _signature(group: str, regex: str, weight: float, where: str) -> Signature:
+        try:
+            return Signature(group, regex, weight, known.get(regex) if isinstance(regex, str) else None)
+        except (re.error, TypeError) as e:
+            raise ValueError(f"{where}: bad regex {regex!r}: {e}") from None
+
     _keys(raw, {"frameworks", "kinds", "symptoms"}, str(path))
     frameworks, kinds = raw.get("frameworks") or {}, raw.get("kinds") or {}
     _keys(frameworks, set(FRAMEWORKS), "frameworks")
@@ -82,10 +94,6 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
             _keys(r.get("advice") or {}, set(FRAMEWORKS), f"{where}.remedies.{r.get('id')}.advice")
             if not r.get("id") or not r.get("text"):
                 raise ValueError(f"{where}.remedies: each remedy needs an id and a text")
-            requires = r.get("requires") or {}
-            if not isinstance(requires, dict) or not all(CONDITION.match(str(c)) for c in requires.values()):
-                raise ValueError(f"{where}.remedies.{r['id']}.requires: expected {{config key: '<op> <value>'}}, "
-                                 f"got {requires!r}")
     return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)), prose.load())
 
 
@@ -142,10 +150,18 @@ def _keys(mapping: Any, allowed: set[str], where: str) -> None:
             raise ValueError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _signature(group: str, regex: str, weight: float, where: str) -> Signature:
+def _index() -> dict[str, tuple]:
+    """regex -> (literals, digit-blind, relaxed regex); empty when the index is absent or unreadable (then
+    every regex is analysed as it loads: slower, never wrong)."""
     try:
-        return Signature(group, regex, weight)
-    except re.error as e:
-        raise ValueError(f"{where}: bad regex {regex!r}: {e}") from None
+        raw = json.loads(INDEX.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {r: tuple(a) for r, a in raw.items()} if isinstance(raw, dict) else {}
+
+
+def regexes(book: Playbook) -> list[str]:
+    """Every distinct regex of a loaded playbook, in load order: what the index covers."""
+    return list(dict.fromkeys(s.regex for s in book.signatures))
 
 

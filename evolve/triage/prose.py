@@ -26,15 +26,20 @@ _HEX = re.compile(r"0x[0-9a-f]+")
 _DIGITS = re.compile(r"\d+")
 
 
-def features(text: str) -> dict[str, float]:
-    """Sparse, L2-normalised features of a text: w:word, b:word word, c:<3–5 characters of a word>."""
+def words(text: str) -> list[str]:
+    """The words the classifier reads: lowercase, digits as 0, hex addresses as 0x, at least 2 letters."""
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS // 2] + "\n" + text[-MAX_CHARS // 2:]
     low = _DIGITS.sub("0", _HEX.sub(" 0x ", text.lower()))
-    words = [w for w in _WORD.findall(low) if len(w) > 1]
-    counts: Counter[str] = Counter(f"w:{w}" for w in words)
-    counts.update(f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False))
-    for word, n in Counter(words).items():
+    return [w for w in _WORD.findall(low) if len(w) > 1]
+
+
+def features(text: str) -> dict[str, float]:
+    """Sparse, L2-normalised features of a text: w:word, b:word word, c:<3–5 characters of a word>."""
+    tokens = words(text)
+    counts: Counter[str] = Counter(f"w:{w}" for w in tokens)
+    counts.update(f"b:{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))
+    for word, n in Counter(tokens).items():
         padded = f" {word} "
         for size in (3, 4, 5):
             for i in range(len(padded) - size + 1):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-import yaml
+from evolve.triage.vocabulary import Diagnosis, Remedy
 
-from evolve.triage.vocabulary import Diagnosis
+# (diagnosis kind, remedy) -> how to apply it to a run of a workload ("evolve trainer: --set k=v"), or None
+HowTo = Callable[[str, Remedy], str | None]
 
 
-def format_text(d: Diagnosis, explain: bool = False) -> str:
+def format_text(d: Diagnosis, explain: bool = False, how: HowTo | None = None) -> str:
     lines = [f"kind: {d.kind}  (confidence {d.confidence:.2f}, framework {d.framework or 'unknown'})"]
     if d.also:
         lines.append(f"also: {', '.join(d.also)}  (seen too; most often effects of the kind above)")
@@ -30,13 +31,6 @@ def format_text(d: Diagnosis, explain: bool = False) -> str:
         lines.append(f"  {n}. [{r.id}] {r.text}")
         if d.framework in r.advice:
             lines.append(f"     {d.framework}: {r.advice[d.framework]}")
-        if r.set and d.framework in (None, "evolve"):
-            lines.append("     evolve trainer: " + " ".join(f"--set {k}={_yaml_value(v)}" for k, v in r.set.items()))
+        if how and (line := how(d.kind, r)):
+            lines.append(f"     {line}")
     return "\n".join(lines)
-
-
-def _yaml_value(v: Any) -> str:
-    if isinstance(v, str) and v[:1] in ("*", "+") and v[1:]:  # relative to the run's config: say so, not '*2'
-        return f"<current {'×' if v[0] == '*' else '+'} {v[1:]}>"
-    return "''" if v == "" else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
-

@@ -42,24 +42,48 @@ _NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|NAN|inf|Inf|IN
 _WRAPPED = rb"(?:np\.float(?:16|32|64)\(|tensor\(|\[)?"
 
 
+Analysis = tuple[list[str] | None, bool, str | None]  # (literals, digit-blind, relaxed regex): see `analyse`
+
+
 @dataclass
 class Signature:
-    """One compiled log signature; `group` is whatever the caller uses to tally it (a kind, a framework)."""
+    """One log signature; `group` is whatever the caller uses to tally it (a kind, a framework).
+
+    Its regex is compiled on first use: a log leaves most signatures' literals absent, so most are never
+    tried. `analysis`, when the caller knows it already (playbooks/triage_index.json), skips the regex
+    analysis too; without it the regex is compiled at once, so a bad one fails where it is loaded."""
     group: str
     regex: str
     weight: float
-    pattern: re.Pattern[str] = field(init=False, repr=False)
+    analysis: Analysis | None = field(default=None, repr=False, compare=False)
     literals: list[bytes] | None = field(init=False, repr=False)  # one of them is in every matching line
     digit_blind: bool = field(init=False, repr=False)  # treats every digit alike: lines of one shape agree
     # for a regex that is not digit-blind, a digit-blind one matching a superset of its lines: tried once
     # a shape, it rules out whole shapes before the real regex is tried line by line
-    relaxed: re.Pattern[str] | None = field(init=False, repr=False)
+    relaxed_regex: str | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.pattern = re.compile(self.regex)
-        self.literals = required_literals(self.regex)
-        self.digit_blind = digit_blind(self.regex)
-        self.relaxed = None if self.digit_blind else relax(self.regex)
+        if self.analysis is None:
+            _ = self.pattern
+            self.analysis = analyse(self.regex)
+        literals, self.digit_blind, self.relaxed_regex = self.analysis
+        self.literals = None if literals is None else [lit.encode() for lit in literals]
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(self.regex)
+
+    @functools.cached_property
+    def relaxed(self) -> re.Pattern[str] | None:
+        return None if self.relaxed_regex is None else re.compile(self.relaxed_regex)
+
+
+def analyse(regex: str) -> Analysis:
+    """What the scanner needs to know of a regex to skip lines: its required literals (decoded), whether it
+    is digit-blind, and the digit-blind relaxation of one that is not."""
+    literals = required_literals(regex)
+    blind = digit_blind(regex)
+    return [lit.decode() for lit in literals] if literals else None, blind, None if blind else relax(regex)
 
 
 @dataclass
@@ -227,7 +251,7 @@ class LogScan:
                             found.setdefault(named, []).append(([n], [float(lines[n][a:b])]))
             for key, runs in found.items():
                 self.add_runs(key, runs, base, source)
-        if self.log_metrics and (self._csv or (keys and b"," in chunk)):
+        if self.log_metrics and (self._csv or (keys and b"," in chunk) or (base == 0 and _TB_HEADER.match(chunk))):
             self._tables(chunk.split(b"\n") if not lines else lines, base, source, metric_lines)
         self.lines = base + chunk.count(b"\n")
         tail = chunk.rsplit(b"\n", RING + 1)[-RING - 1:]
@@ -267,9 +291,13 @@ class LogScan:
         table may start on any candidate line (one holding a metric name) and run on across chunks."""
         if self._csv is not None and self._csv[0] != source:
             self._csv = None
+        n = 0
+        if base == 0 and lines and _TB_HEADER.match(lines[0]):  # TensorBoard names the metric in the file name
+            tag = _TB_TAG.search(source.replace("\\", "/").rsplit("/", 1)[-1])
+            if tag and (key := next((k for k in _untagged(tag["tag"]) if self.wants(k)), None)):
+                self._csv, n = (source, [None, None, key]), 1
         # a header is commas between names: no `key: value`, `key=value` or dict punctuation
         starts = iter(sorted(n for n in candidates if b"," in lines[n] and not _NOT_HEADER.search(lines[n])))
-        n = 0
         while n < len(lines):
             if self._csv is None:
                 n = next((c for c in starts if c >= n), None)
@@ -356,7 +384,15 @@ _PAIR = re.compile(rb"(?<![\w./@-])(?P<key>[A-Za-z_][\w./@-]*(?: [A-Za-z_][\w./@
 _NOT_A_QUALIFIER = {"cross", "target", "binary", "max", "min", "init", "initial", "coef", "weight"}
 _NOT_HEADER = re.compile(rb"[:={}|\[\]]")
 _CELL = re.compile(rb'"?(' + _NUMBER + rb')?"?')
+_TB_HEADER = re.compile(rb"\s*Wall time,Step,Value\s*(\n|$)")
+_TB_TAG = re.compile(r"^(?:.*tag-)?(?P<tag>.+?)\.csv$")  # run-<run>-tag-<tag>.csv, as TensorBoard downloads it
 _WANDB_STAT = re.compile(r"__(MIN|MAX|min|max|step)$")
+
+
+def _untagged(tag: str) -> list[str]:
+    """The metric keys a TensorBoard file tag may stand for: it writes `train/kl` as `train_kl`."""
+    cuts = [i for i, c in enumerate(tag) if c == "_"]
+    return [tag] + [tag[:i] + "/" + tag[i + 1:] for i in cuts]
 
 
 def _csv_header(line: bytes, wants, source: str) -> tuple[str, list[str | None]] | None:
@@ -470,7 +506,7 @@ _ALL_DIGITS = set(range(ord("0"), ord("9") + 1))
 _QUANTIFIER = re.compile(r"\{\d*,?\d*\}")
 
 
-def relax(regex: str) -> re.Pattern[str] | None:
+def relax(regex: str) -> str | None:
     """A digit-blind regex that matches every line `regex` matches (a digit literal becomes \\d, a class
     gains 0-9 or loses its negated digits, a backreference becomes .*), or None when the rewrite is not
     certain (it must compile and be digit-blind)."""
@@ -507,10 +543,10 @@ def relax(regex: str) -> re.Pattern[str] | None:
             i += 1
     relaxed = "".join(out)
     try:
-        pattern = re.compile(relaxed)
+        re.compile(relaxed)
     except re.error:
         return None
-    return pattern if digit_blind(relaxed) else None
+    return relaxed if digit_blind(relaxed) else None
 
 
 def _blind(seq) -> bool:

@@ -26,11 +26,11 @@ MAX_JSON = 1 << 20  # bytes of status.json, or of one metrics line, that triage 
 RUN_FILES = ("status.json", "metrics.jsonl", "stdout.log", "stderr.log", "train.log", "launch.log", "launch.json")
 
 
-def triage(target: str, playbook: Playbook | None = None, baseline: str | Path | None = None) -> Diagnosis:
+def triage(target: str | Path, playbook: Playbook | None = None, baseline: str | Path | None = None) -> Diagnosis:
     """Diagnose a run directory, a log file, `-` (a report on stdin) or `mlflow:<run_id>` (tracking URI from
     MLFLOW_TRACKING_URI). With `baseline` (a healthy run directory or log of the same workload), the
     diagnosis also says what is new in this run's output (`Diagnosis.diff`)."""
-    book = playbook or default_playbook()
+    book, target = playbook or default_playbook(), str(target)
     diagnosis = _triage(target, book)
     if baseline is not None and target not in ("-",) and not target.startswith("mlflow:"):
         from evolve.triage.baseline import compare

@@ -33,9 +33,7 @@ class Evidence:
 class Remedy:
     id: str
     text: str
-    set: dict[str, Any] = field(default_factory=dict)
-    advice: dict[str, str] = field(default_factory=dict)
-    requires: dict[str, str] = field(default_factory=dict)  # config key -> '<op> <value>' for `set` to apply
+    advice: dict[str, str] = field(default_factory=dict)  # framework -> the same fix in its own terms
 
 
 @dataclass

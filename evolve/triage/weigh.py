@@ -6,6 +6,7 @@ import math
 import re
 import string
 
+from evolve.triage import prose
 from evolve.triage.playbook import OPS, Playbook
 from evolve.triage.scan import LogScan
 from evolve.triage.vocabulary import KINDS, Diagnosis, Evidence, Remedy
@@ -18,10 +19,18 @@ GENERIC = ("crash", "healthy", "unknown")  # catch-alls: never rivals of a speci
 DECIDES = 1.0
 HARD = 3.0  # one hard signature: the classifier is not asked
 PROSE_WEIGHT = 2.5  # the classifier's probability, as evidence: always below one hard signature
-PROSE_MIN = 0.3  # a classifier guess below this probability is no evidence
-PROSE_MIN_QUIET = 0.6  # ... and below this one when nothing in the text looks wrong
+PROSE_MIN = 0.1  # a classifier guess below this probability is no evidence in a user's report (a question, a complaint)
+PROSE_MIN_SYMPTOM = 0.3  # ... in machine output with a line that looks wrong: an unexplained error stays `unknown`
+PROSE_MIN_QUIET = 0.6  # ... and in output where nothing looks wrong
+PROSE_MIN_WORDS = 5  # distinct words the classifier needs to read at all
 PROSE_CAP = 0.7  # the most confidence words alone can give
+# a user asking "is this normal?" about a run with no error in sight: the words may say healthy, but only when
+# they are sure, no failure kind has any evidence and nothing printed an error (a false healthy is the worst miss)
+PROSE_HEALTHY = 0.3
+_ERROR_LINE = re.compile(r"(?i)\b(error|exception|traceback|fatal|killed|segfault|core dumped|abort(ed)?)\b|"
+                         r"\bexit(ed)? (code|status|with)\s*[1-9-]")
 NO_EVIDENCE_CONFIDENCE = 0.25
+CRASH_ROOT = 2.0  # a crash signature this strong names the root when what follows is an `effect_of` kind
 
 
 Found = dict[str, list[tuple[float, Evidence, dict]]]  # kind -> (weight, evidence, root-cause fields)
@@ -65,6 +74,17 @@ def _rank(book: Playbook, scores: dict[str, float], found: Found) -> list[str]:
     return sorted(live, key=lambda k: (effect(k), -scores[k], _first_line(found[k])))
 
 
+def _effect_of_a_crash(book: Playbook, lead: str, found: Found, ranked: list[str]) -> bool:
+    """A specific crash (a segfault, an illegal memory access: a signature that alone decides) before a kind
+    that is an `effect_of` any failure, with no other cause in sight: the crash is the root."""
+    if "any" not in (book.kinds[lead].get("effect_of") or []):
+        return False
+    crashed = [e.line for w, e, _ in found["crash"] if w >= CRASH_ROOT and e.line is not None]
+    others = [k for k in ranked if k != lead and "any" not in (book.kinds[k].get("effect_of") or [])]
+    # before the first timeout: a watchdog that times out aborts its own process (SIGABRT, core dumped)
+    return bool(crashed) and not others and min(crashed) <= _first_line(found[lead])
+
+
 def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | None = None,
              verdict_evidence: Evidence | None = None, framework: str | None = None,
              malformed: list[Evidence] = ()) -> Diagnosis:
@@ -90,7 +110,9 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         text = classifier_text(scan)
         guesses = words.predict(text)
         top, p = guesses[0]
-        least = PROSE_MIN if symptoms or _REPORT.search(text) else PROSE_MIN_QUIET
+        least = PROSE_MIN if _REPORT.search(text) else PROSE_MIN_SYMPTOM if symptoms else PROSE_MIN_QUIET
+        if len(set(prose.words(text))) < PROSE_MIN_WORDS:
+            least = 1.01  # a CSV header or a bare number line: too few words to say anything
         if top not in GENERIC and p >= least:
             scores[top] += PROSE_WEIGHT * p
             shown = ", ".join(w for w, _ in words.words_for(text, top))
@@ -99,7 +121,11 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
             why.append((PROSE_WEIGHT * p, f"{top} +{PROSE_WEIGHT * p:.2f}: classifier p={p:.2f}, words: {shown}"))
             ranked = _rank(book, scores, found)
         why.append((0.0, "classifier: " + ", ".join(f"{k} {q:.2f}" for k, q in guesses[:3])))
+    said_healthy = bool(guesses) and guesses[0][0] == "healthy" and guesses[0][1] >= PROSE_HEALTHY and not ranked \
+        and not any(_ERROR_LINE.search(e.text) for e in symptoms) and scores["crash"] == 0 and scores["healthy"] >= 0
     lead = ranked[0] if ranked else None
+    if lead and _effect_of_a_crash(book, lead, found, [k for k in ranked if scores[k] >= DECIDES]):
+        lead = None  # the rank that crashed is the cause; the watchdog timeouts on the others followed it
     if lead and scores["healthy"] >= 2 and not symptoms and all(e.source == "classifier" for _, e, _ in found[lead]):
         lead = None  # a clean finish with nothing wrong in sight: words alone do not overrule it
     if verdict in KINDS and not (verdict == "healthy" and lead):
@@ -119,6 +145,12 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         confidence = (1 - math.exp(-s1 / 2)) * s1 / (s1 + (scores[lead] if lead else 0.0)) if s1 else 0.5
     elif scores["healthy"] > 0 and not symptoms:
         kind, confidence = "healthy", min(MAX_INFERRED, 1 - math.exp(-scores["healthy"] / 2))
+    elif said_healthy:
+        kind, confidence = "healthy", min(PROSE_CAP, guesses[0][1])
+        shown = ", ".join(w for w, _ in words.words_for(classifier_text(scan), "healthy"))
+        found["healthy"].append((0.0, Evidence("classifier", None, f"the words say healthy "
+                                                                   f"(p={guesses[0][1]:.2f}): {shown}"), {}))
+        why.append((0.0, f"healthy: classifier p={guesses[0][1]:.2f} and no error in sight, words: {shown}"))
     else:
         kind, confidence = "unknown", NO_EVIDENCE_CONFIDENCE
         why.append((0.0, "unknown: " + ("no signature, metric rule or word explains the lines that look wrong"
@@ -173,7 +205,7 @@ def _symptoms(book: Playbook, scan: LogScan) -> list[Evidence]:
 
 def _first_line(found: list[tuple[float, Evidence, dict]]) -> int:
     """Earliest line of a kind's evidence: at equal scores the earlier failure is the cause, the later a symptom."""
-    lines = [e.line for _, e, _ in found if e.line is not None]
+    lines = [e.line for w, e, _ in found if e.line is not None and w > 0]  # a negative signature is no failure
     return min(lines) if lines else 1 << 62
 
 
@@ -275,8 +307,7 @@ def remedies(specs: list[dict], context: str) -> list[Remedy]:
     remedy whose `when` does not match is left out."""
     chosen = [s for s in specs if s.get("when") and re.search(s["when"], context)]
     chosen += [s for s in specs if not s.get("when")]
-    return [Remedy(s["id"], s["text"], dict(s.get("set") or {}), dict(s.get("advice") or {}),
-                   {k: str(v) for k, v in (s.get("requires") or {}).items()}) for s in chosen]
+    return [Remedy(s["id"], s["text"], dict(s.get("advice") or {})) for s in chosen]
 
 
 def _framework(book: Playbook, scan: LogScan) -> str | None:

@@ -1,0 +1,34 @@
+"""Any command as a workload: the spec's `launch.command` and an objective file, nothing else known.
+
+Triage still reads its output and advises; an LLM brain edits its files; the rules brain has only the
+launch fixes (a longer timeout, more memory, a retry: playbooks/workloads/launch.yaml), plus, when the
+options name a YAML file of the run's parameters, moves and fixes a user's own playbook gives for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from evolve.workloads.base import PLAYBOOKS, Workload, load_workload_playbook
+
+
+@dataclass
+class CommandOptions:
+    config: str = ""  # a YAML file in the workspace holding the run's parameters (optional)
+    playbook: str = ""  # a workload playbook (moves, remedies) written in that file's keys (optional)
+
+
+class Command(Workload):
+    name = "command"
+    config_file = ""
+    playbook_files = ()
+
+    def __init__(self, options: CommandOptions, launch_defaults: dict | None = None) -> None:
+        self.config_file = options.config
+        super().__init__(launch_defaults)
+        if options.playbook:
+            from evolve.triage import KINDS
+
+            own = load_workload_playbook(Path(options.playbook), PLAYBOOKS / "launch.yaml", kinds=set(KINDS))
+            self.playbook = own
