@@ -23,6 +23,7 @@ from typing import Any
 
 from evolve.files import FileFormatError, decode_line, open_regular
 from evolve.spec import better
+from evolve.strict import StrictError, coerce_value
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,7 @@ class RoundRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RoundRecord:
         """A record from its dict. ValueError naming the field when one is missing or of the wrong type
-        (the trainer config's rules: an int is not a str, a bool is not an int)."""
-        from trainer.config import ConfigError, coerce_value
-
+        (the strict config rules: an int is not a str, a bool is not an int)."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         hints = typing.get_type_hints(cls)
@@ -78,7 +77,7 @@ class RoundRecord:
                 hint = next(arm for arm in typing.get_args(hint) if arm is not type(None))
             try:
                 kwargs[f.name] = coerce_value(value, hint, f.name)
-            except ConfigError as e:
+            except StrictError as e:
                 raise ValueError(str(e)) from None
         # keys a newer version may have added are ignored, so an old agent can still resume from the ledger
         return cls(**kwargs)

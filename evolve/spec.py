@@ -21,15 +21,14 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import ConfigError, coerce_value, read_yaml
+from evolve.strict import StrictError, build, read_yaml
 
 
-class SpecError(ValueError):
+class SpecError(StrictError):
     """A user-facing problem with a campaign spec (one line, names the file and the key)."""
 
 
@@ -239,10 +238,7 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
     if not path.is_file():
         why = "not a regular file" if path.exists() else "spec file not found"
         raise SpecError(f"{path}: {why}; pass the path of a campaign spec YAML file")
-    try:
-        raw = read_yaml(path)
-    except ConfigError as e:  # the trainer's reader, reported as a spec error
-        raise SpecError(str(e)) from None
+    raw = read_yaml(path, SpecError)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: top level must be a mapping (name:, workspace:, launch:, objective:, ...)")
     if name is not None:
@@ -293,36 +289,4 @@ def _absolute(base: Path, p: str) -> str:
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
-    if raw is None:  # an empty section (`budget:`) means "all defaults"
-        raw = {}
-    if not isinstance(raw, dict):
-        raise SpecError(f"{prefix.rstrip('.') or 'top level'}: expected a mapping, got {raw!r} ({type(raw).__name__})")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            raise SpecError(f"{prefix}{key}: unknown key (known keys here: {', '.join(fields)})")
-    kwargs = {}
-    for name, f in fields.items():
-        hint = hints[name]
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if name not in raw:
-            if not required:
-                continue
-            if not dataclasses.is_dataclass(hint):
-                raise SpecError(f"{prefix}{name}: required")
-            # a missing required section reports its first missing key: `launch.command: required`
-        value = raw.get(name)
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
-    # __post_init__ names keys from the root (it knows its section), like trainer/config.py
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    try:
-        return coerce_value(value, hint, key)
-    except ConfigError as e:  # the same strict rules as the trainer's config, reported as a spec error
-        raise SpecError(str(e)) from None
+    return build(cls, raw, prefix, SpecError)  # the trainer config's rules too (evolve/strict.py)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.config import ConfigError, TrainConfig, _build
+from trainer.config import ConfigError, TrainConfig, from_dict
 from trainer.model import MoETransformer
 
 
@@ -59,7 +59,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[M
     file = resolve_checkpoint(path)
     state = load_state(file, device)
     try:
-        cfg: TrainConfig = _build(TrainConfig, state["config"], "")
+        cfg: TrainConfig = from_dict(TrainConfig, state["config"])
         model = MoETransformer(cfg.model).to(device)
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError, ValueError, ConfigError) as e:

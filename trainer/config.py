@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from evolve import strict
+from evolve.strict import StrictError, parse_yaml, yaml_problem
 
-class ConfigError(ValueError):
+
+class ConfigError(StrictError):
     """A user-facing configuration problem (exit code 2, one line)."""
 
 
@@ -283,7 +284,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         _assign(raw, key.strip().split("."), _set_value(item, value))
         where = f"{where} (with --set)" if "--set" not in where else where
     try:
-        cfg = _build(TrainConfig, raw, "")
+        cfg = from_dict(TrainConfig, raw)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     if cfg.scaffold and path is not None and not Path(cfg.scaffold).is_absolute():
@@ -291,69 +292,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     return cfg
 
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping: PyYAML would keep the last one silently,
-    and the user would train with a value they did not see. Keys merged in with `<<:` may be overridden."""
-
-
-def _no_duplicate_keys(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    first: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            seen = key in first
-        except TypeError:  # an unhashable key: construct_mapping reports it
-            continue
-        if seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first given on line {first[key] + 1}); keep one",
-                key_node.start_mark)
-        first[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep)
-
-
-StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
-
-
-def parse_yaml(text: str) -> Any:
-    """`text` as YAML, strictly (no duplicate keys); raises yaml.YAMLError or RecursionError."""
-    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-
-
 def read_yaml(path: Path) -> Any:
-    """The YAML document in `path`; bad bytes, bad syntax or a duplicate key is a ConfigError naming the file
-    and line. Shared with evolve's campaign spec."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}); pass a readable YAML file") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8 text; "
-                          "save the file as UTF-8") from None
-    try:
-        return parse_yaml(text)
-    except (yaml.YAMLError, RecursionError) as e:
-        line, problem = _yaml_problem(e, text)
-        if problem.startswith("duplicate key"):
-            raise ConfigError(f"{path}: line {line}: {problem}") from None
-        where = f" line {line}" if line else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({problem})") from None
-
-
-def _yaml_problem(e: Exception, text: str = "") -> tuple[int | None, str]:
-    """(line, what) in one line, from whichever kind of error PyYAML raised."""
-    if isinstance(e, RecursionError):  # PyYAML's composer recurses once per nesting level
-        return None, "nested too deeply"
-    if isinstance(e, yaml.reader.ReaderError):  # a control character or the like: a position, no mark
-        char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
-        return text[:e.position].count("\n") + 1, f"{e.reason}: {char}"
-    mark = getattr(e, "problem_mark", None)
-    return (mark.line + 1 if mark else None), " ".join(str(getattr(e, "problem", None) or e).split())
+    """The YAML document in `path`, strictly (evolve/strict.py); a ConfigError naming the file and line."""
+    return strict.read_yaml(path, ConfigError)
 
 
 def _set_value(item: str, value: str) -> Any:
@@ -363,7 +304,7 @@ def _set_value(item: str, value: str) -> Any:
     try:
         return parse_yaml(value)
     except (yaml.YAMLError, RecursionError) as e:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(e)[1]}); "
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(e)[1]}); "
                           "quote it if it is text") from None
 
 
@@ -376,93 +317,25 @@ def _assign(tree: dict, keys: list[str], value: Any) -> None:
     tree[keys[-1]] = value
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'top level'}: expected a mapping, got {type(raw).__name__}")
-    raw = dict(raw)
-    if cls is ModelConfig and "preset" in raw:
-        preset = raw.pop("preset")
-        if preset not in MODEL_PRESETS:
-            raise ConfigError(f"{prefix}preset: unknown preset {preset!r}; choose one of {sorted(MODEL_PRESETS)}")
-        raw = {**MODEL_PRESETS[preset], **raw}
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in names:
-            known = ", ".join(sorted(names | ({"preset"} if cls is ModelConfig else set())))
-            raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {known})")
-    kwargs = {}
-    for key, value in raw.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
-        else:
-            kwargs[key] = coerce_value(value, hint, f"{prefix}{key}")
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        # __post_init__ names keys relative to the root; it already carries the section
-        raise ConfigError(str(e)) from None
+def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
+    """A config section (or the whole TrainConfig) from a mapping, by the strict rules of evolve/strict.py:
+    unknown keys, wrong types and out-of-range values are a ConfigError naming the dotted key."""
+    return strict.build(cls, raw, prefix, ConfigError, _expand_preset)
 
 
 def coerce_value(value: Any, hint: Any, key: str) -> Any:
-    """`value` (as YAML parsed it) checked against the type `hint`; ConfigError names `key` otherwise.
-    Shared with evolve's campaign spec, so both files follow one set of rules."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                return float(value)
-            except OverflowError:  # an integer literal with hundreds of digits
-                raise ConfigError(f"{key}: an integer of {len(str(value))} digits is too large for a float") from None
-        if isinstance(value, str):  # YAML 1.1 reads "1e3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float, bool)):
-            # `yes`, `1.10` and `0755` do not survive YAML as the text the user typed: make them quote it
-            raise ConfigError(f"{key}: expected str, got {value!r} ({type(value).__name__}); quote it in the YAML")
-    elif origin is list:
-        if isinstance(value, list):
-            (item,) = typing.get_args(hint)
-            return [coerce_value(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, dict):
-            _, vt = typing.get_args(hint)
-            return {str(k): coerce_value(v, vt, f"{key}.{k}") for k, v in value.items()}
-    elif hint is dict:
-        if isinstance(value, dict):
-            return value
-    elif origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            try:
-                return coerce_value(value, arm, key)
-            except ConfigError:
-                continue
-    else:
-        raise AssertionError(f"unsupported config type {hint} at {key}")
-    raise ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+    """`value` checked against the type `hint` (evolve/strict.py); a ConfigError naming `key` otherwise."""
+    return strict.coerce_value(value, hint, key, ConfigError)
 
 
-def _type_name(hint: Any) -> str:
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is list:
-        return f"a list of {_type_name(args[0])}"
-    if typing.get_origin(hint) is dict:
-        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
-    return getattr(hint, "__name__", str(hint))
+def _expand_preset(cls: type, raw: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`model: {preset: tiny, ...}`: the preset's fields, then the keys given beside it."""
+    if cls is not ModelConfig or "preset" not in raw:
+        return raw
+    preset = raw.pop("preset")
+    if preset not in MODEL_PRESETS:
+        raise ConfigError(f"{prefix}preset: unknown preset {preset!r}; choose one of {sorted(MODEL_PRESETS)}")
+    return {**MODEL_PRESETS[preset], **raw}
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
