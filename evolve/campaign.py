@@ -53,7 +53,7 @@ from evolve.progress import Progress
 from evolve.report import write_report
 from evolve.spec import CampaignSpec, SpecError, load_spec, name_problem, spec_to_dict
 from evolve.state import Campaign, CampaignPaths
-from evolve.tracking import CampaignTracker, resolve_uri
+from evolve.tracking import CampaignTracker, NullTracker, resolve_uri
 from evolve.triage import load_playbook
 from evolve.workloads import make_workload
 from evolve.workspace import Workspace, WorkspaceError, campaign_tags
@@ -79,16 +79,18 @@ def start(spec_file: str | Path, home: str | Path | None = None, verbose: bool =
     spec = load_spec(spec_file, name)
     make_brain(spec, make_workload(spec))  # an unusable workload or brain is a spec error, found before anything
     paths = campaign_paths(spec.name, home)
-    spec.tracking.uri = absolute_uri(resolve_uri(spec.tracking.uri))  # launched runs work in another directory
+    if spec.tracking.enabled:
+        spec.tracking.uri = absolute_uri(resolve_uri(spec.tracking.uri))  # launched runs work elsewhere
     try:
         preflight(spec, paths)
     except PreflightError as e:
         raise SpecError(f"{spec_file}: {e}") from None
     undo, workspace = Undo(), None  # a start that fails leaves nothing behind
+    stores = store_files(spec.tracking.uri) if spec.tracking.enabled else []
     try:
-        for path in (paths.dir, Path(spec.workspace.root) / spec.name, *store_files(spec.tracking.uri)):
+        for path in (paths.dir, Path(spec.workspace.root) / spec.name, *stores):
             undo.parents(path)
-        for path in store_files(spec.tracking.uri):
+        for path in stores:
             if not (path.exists() or path.is_symlink()):
                 undo.remove(path)  # a database this start creates
         tags = campaign_tags(spec)
@@ -121,7 +123,8 @@ def resume(name: str, home: str | Path | None = None, verbose: bool = False,
         raise CampaignError(f"{tree}: the workspace of campaign {name!r} is missing; restore it, or start a new "
                             "campaign under another name")
     try:
-        check_tracking_uri(spec.tracking.uri)  # a server that went away: one line, not minutes of retries
+        if spec.tracking.enabled:
+            check_tracking_uri(spec.tracking.uri)  # a server that went away: one line, not minutes of retries
     except PreflightError as e:
         raise SpecError(f"{paths.spec}: {e}") from None
     with _store_failure_is_one_line(spec.tracking.uri):
@@ -129,14 +132,16 @@ def resume(name: str, home: str | Path | None = None, verbose: bool = False,
     return _drive(spec, paths, Workspace.open(spec), tracker, verbose, stream)
 
 
-def open_tracker(spec: CampaignSpec, paths: CampaignPaths, **meta_fields: Any) -> CampaignTracker:
+def open_tracker(spec: CampaignSpec, paths: CampaignPaths, **meta_fields: Any) -> NullTracker:
     """The campaign's MLflow parent run, made once however often a start or a resume is killed: the campaign's
     uid goes into campaign.json before the run is made and tags it, so a resume that finds no run id there
-    finds the run by its uid instead of making a second one."""
+    finds the run by its uid instead of making a second one. With tracking off, a NullTracker."""
     meta = read_json(paths.meta)
     if not meta.get("uid"):
         meta = {"name": spec.name, "created": time.time(), **meta_fields, **meta, "uid": uuid.uuid4().hex}
         write_atomic(paths.meta, json.dumps(meta, indent=2))
+    if not spec.tracking.enabled:
+        return NullTracker()
     tracker = CampaignTracker(spec.tracking.uri, spec.tracking.experiment, spec.name)
     parent = tracker.start(spec_to_dict(spec), run_id=meta.get("mlflow_parent_run_id", ""), uid=meta["uid"])
     if meta.get("mlflow_parent_run_id") != parent:
@@ -157,7 +162,7 @@ def find(name: str, home: str | Path | None = None) -> CampaignPaths:
     return paths
 
 
-def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, tracker: CampaignTracker, verbose: bool,
+def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, tracker: NullTracker, verbose: bool,
            stream: TextIO | None) -> dict[str, Any]:
     meta = read_json(paths.meta)
     progress = Progress(spec.budget.rounds, meta.get("created", time.time()), stream, verbose)
@@ -170,12 +175,15 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
             if snapshot.values and not snapshot.next:
                 progress.say(f"campaign {spec.name} already finished: {snapshot.values.get('stop')}")
                 return dict(snapshot.values)
+            mlflow = "MLflow off"
+            if spec.tracking.enabled:
+                mlflow = f"MLflow {spec.tracking.uri} (run {tracker.parent_run_id})"
             progress.say(f"campaign {spec.name}: workspace {workspace.path} · runs {paths.dir / 'runs'} · memory "
-                         f"{spec.memory} · MLflow {spec.tracking.uri} (run {tracker.parent_run_id})")
+                         f"{spec.memory} · {mlflow}")
             progress.say(describe_spec(spec.launch, paths.dir / "runs"))  # what holds a launched run, here
             workload = make_workload(spec)
             brain = make_brain(spec, workload, workspace)
-            if spec.brain.kind == "openai" and spec.brain.options.get("trace", True):
+            if spec.brain.kind == "openai" and spec.brain.options.get("trace", True) and spec.tracking.enabled:
                 from evolve.brains.llm import enable_tracing
 
                 if why := enable_tracing(spec.tracking.uri, spec.tracking.experiment):
@@ -316,7 +324,8 @@ def preflight(spec: CampaignSpec, paths: CampaignPaths) -> None:
     if spec.workspace.template and not Path(spec.workspace.template).is_dir():
         raise WorkspaceError(f"{spec.workspace.template}: workspace.template is not a directory")
     check_creatable_dir(Path(spec.workspace.root), "workspace.root")
-    check_tracking_uri(spec.tracking.uri)
+    if spec.tracking.enabled:
+        check_tracking_uri(spec.tracking.uri)
 
 
 @contextmanager

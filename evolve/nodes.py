@@ -116,8 +116,10 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
         limits, containment = launcher.for_spec(spec, timeout, run_dir)  # `auto` limits resolve on this machine
         # the training run nests under the round's MLflow run, made now (once) so there is one to nest under
         round_run = c.tracker.round_run(n) or c.parent_run_id
-        env = {**spec.env, "MLFLOW_TRACKING_URI": c.tracking_uri, "EVOLVE_PARENT_RUN_ID": round_run,
-               "EVOLVE_RUN_NAME": f"round-{n}/train", "EVOLVE_CAMPAIGN": c.spec.name, "EVOLVE_ROUND": str(n),
+        tracked = {"MLFLOW_TRACKING_URI": c.tracking_uri, "EVOLVE_PARENT_RUN_ID": round_run} \
+            if c.spec.tracking.enabled else {"EVOLVE_TRACKING": "off"}
+        env = {**spec.env, **tracked, "EVOLVE_RUN_NAME": f"round-{n}/train", "EVOLVE_CAMPAIGN": c.spec.name,
+               "EVOLVE_ROUND": str(n),
                # `python` and `evolve` in a spec's command mean the agent's own environment
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         pid_file = run_dir / "launch.pid"

@@ -191,6 +191,9 @@ class WorkloadSpec:
 class TrackingSpec:
     uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str = "evolve"
+    # false: no MLflow at all (no store is made or read, launched runs are told EVOLVE_TRACKING=off);
+    # the ledger, the memory file, git and the report still hold every round
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         _require(bool(self.experiment), "tracking.experiment", "must be non-empty")
@@ -224,6 +227,9 @@ class CampaignSpec:
 
     def __post_init__(self) -> None:
         _require(not (why := name_problem(self.name)), "name", why)
+        _require(self.tracking.enabled or self.objective.source != "mlflow", "objective.source",
+                 "mlflow needs tracking (tracking.enabled is false); read the objective from status, metrics "
+                 "or a file")
         if not self.memory:
             self.memory = f"memory/{self.name}.md"
 

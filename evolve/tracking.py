@@ -210,7 +210,3 @@ class CampaignTracker(NullTracker):
                 items.append(self._Metric(_key(k), x, now, step))
         if items:
             self.client.log_batch(run_id, metrics=items)
-
-
-def make_campaign_tracker(enabled: bool, uri: str, experiment: str, campaign_name: str) -> NullTracker:
-    return CampaignTracker(uri, experiment, campaign_name) if enabled else NullTracker()

@@ -106,6 +106,20 @@ def test_status_lists_one_row_per_round_and_report_writes_both_files(tmp_path):
     assert "<svg" in (tmp_path / "home" / "campaigns" / "demo" / "report.html").read_text()
 
 
+def test_a_campaign_with_tracking_off_makes_no_mlflow_store_and_keeps_every_other_record(tmp_path):
+    out = io.StringIO()
+    spec = write_spec(tmp_path, rounds=3, tracking={"enabled": False})
+    final = campaign.start(spec, home=tmp_path / "home", stream=out)
+    paths = campaign.campaign_paths("demo", tmp_path / "home")
+    assert [r.round for r in Ledger(paths.ledger).records()] == [1, 2, 3] and final["best_round"] == 3
+    assert "MLflow off" in out.getvalue() and (paths.dir / "report.html").is_file()
+    assert not list(tmp_path.rglob("mlflow.db")) and not list(tmp_path.rglob("mlruns"))
+    assert "mlflow_parent_run_id" not in json.loads(paths.meta.read_text())
+    with pytest.raises(campaign.SpecError, match="objective.source: mlflow needs tracking"):
+        campaign.start(write_spec(tmp_path, name="other", tracking={"enabled": False},
+                                  objective={"source": "mlflow"}), home=tmp_path / "home")
+
+
 def test_keep_checkpoints_best_leaves_checkpoints_only_in_the_best_rounds_run(tmp_path):
     spec = write_spec(tmp_path, rounds=6, launch={"keep_checkpoints": "best"})
     final = campaign.start(spec, home=tmp_path / "home", stream=io.StringIO())

@@ -74,7 +74,7 @@ workload: {kind: command, options: {config: params.yaml}}
         "budget": {"rounds": 3, "wall_s": 10000.0, "tokens": 50000},  # "1e4": a YAML 1.1 string; floats accept it
         "brain": {"kind": "openai", "options": {"model": "gpt-x", "temperature": 0.2, "stop": ["a", "b"]}},
         "memory": "/abs/memory/notes.md",
-        "tracking": {"uri": "sqlite:///x.db", "experiment": "exp"},
+        "tracking": {"uri": "sqlite:///x.db", "experiment": "exp", "enabled": True},
         "workload": {"kind": "command", "options": {"config": "params.yaml"}},
     }
     assert isinstance(spec.launch.timeout_s, float)

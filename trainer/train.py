@@ -423,7 +423,9 @@ def train(cfg: TrainConfig, run: RunDir, resume: bool = False, t_start: float | 
     tracker: NullTracker = NullTracker()
     failure, trainer, code = None, None, 0
     try:
-        tracker = make_tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, run.path.name)
+        # a campaign with tracking off says so to every run it launches
+        enabled = cfg.tracking.enabled and os.environ.get("EVOLVE_TRACKING") != "off"
+        tracker = make_tracker(enabled, cfg.tracking.uri, cfg.tracking.experiment, run.path.name)
         tracker.log_params(_flatten(to_dict(cfg)))
         print(f"run dir: {run.path}  mlflow run: {tracker.run_id or '-'}", flush=True)
         with deadline(cfg.run.max_wall_s, RunTimeout(f"run exceeded run.max_wall_s={cfg.run.max_wall_s:g}")):
