@@ -40,6 +40,7 @@ from evolve.files import read_json, write_atomic
 from evolve.graph import build, open_checkpointer, recursion_limit
 from evolve.launcher import describe_spec
 from evolve.memory import Ledger, Memory, RoundRecord, describe_proposal, one_line
+from evolve.mlflow_io import resolve_uri
 from evolve.preflight import (
     PreflightError,
     Undo,
@@ -53,7 +54,7 @@ from evolve.progress import Progress
 from evolve.report import write_report
 from evolve.spec import CampaignSpec, SpecError, load_spec, name_problem, spec_to_dict
 from evolve.state import Campaign, CampaignPaths
-from evolve.tracking import CampaignTracker, NullTracker, resolve_uri
+from evolve.tracking import CampaignTracker, NullTracker
 from evolve.triage import load_playbook
 from evolve.workloads import make_workload
 from evolve.workspace import Workspace, WorkspaceError, campaign_tags

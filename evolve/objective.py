@@ -17,8 +17,8 @@ import yaml
 
 from evolve.files import FileFormatError, decode_line, load_json_object, open_regular, read_text
 from evolve.memory import one_line
+from evolve.mlflow_io import resolve_uri
 from evolve.spec import ObjectiveSpec, better
-from evolve.tracking import resolve_uri
 
 
 class ObjectiveError(ValueError):

@@ -19,30 +19,15 @@ The trainer calls `mlflow.set_tracking_uri` (global state), so everything here g
 from __future__ import annotations
 
 import logging
-import math
-import os
-import re
-import time
 from pathlib import Path
 from typing import Any
 
 from evolve.memory import RoundRecord, flatten
+from evolve.mlflow_io import metric_batches, metric_items, param_batches, resolve_uri
 
-DEFAULT_URI = "sqlite:///mlflow.db"
-# MLflow's limits: param keys 250 chars, param values 6000 chars, 100 params per batch
-MAX_KEY, MAX_VALUE, PARAM_BATCH = 250, 6000, 100
 _UNFINISHED = ("RUNNING", "SCHEDULED")
 _END_STATUS = {"finished": "FINISHED", "succeeded": "FINISHED", "done": "FINISHED", "failed": "FAILED",
                "killed": "KILLED", "interrupted": "KILLED", "timeout": "FAILED"}
-
-
-def resolve_uri(uri: str = "") -> str:
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-
-
-def _key(k: str) -> str:
-    # MLflow accepts letters, digits, _ - . / and space in keys; anything else would fail the whole batch
-    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", k)[:MAX_KEY]
 
 
 def _quote(s: str) -> str:
@@ -193,20 +178,9 @@ class CampaignTracker(NullTracker):
                 return runs
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
-        items = [self._Param(_key(k), str(v)[:MAX_VALUE]) for k, v in params.items()]
-        unique = list({p.key: p for p in items}.values())  # sanitising may map two keys to one
-        for i in range(0, len(unique), PARAM_BATCH):
-            self.client.log_batch(run_id, params=unique[i:i + PARAM_BATCH])
+        for batch in param_batches(params, self._Param):
+            self.client.log_batch(run_id, params=batch)
 
     def _log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
-        now = int(time.time() * 1000)
-        items = []
-        for k, v in metrics.items():
-            try:
-                x = float(v)
-            except (TypeError, ValueError):
-                continue  # a string "metric" is a bug upstream, not a reason to lose the round's record
-            if math.isfinite(x):
-                items.append(self._Metric(_key(k), x, now, step))
-        if items:
-            self.client.log_batch(run_id, metrics=items)
+        for batch in metric_batches(metric_items(metrics, step, self._Metric)):
+            self.client.log_batch(run_id, metrics=batch)

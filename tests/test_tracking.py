@@ -10,7 +10,8 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 from evolve.memory import Ledger, Memory, RoundRecord, criticise
-from evolve.tracking import CampaignTracker, NullTracker, resolve_uri
+from evolve.mlflow_io import resolve_uri
+from evolve.tracking import CampaignTracker, NullTracker
 from trainer.tracking import MlflowTracker
 
 SPEC = {"name": "demo", "launch": {"command": "python -m trainer.train"}, "budget": {"rounds": 3}}

@@ -10,9 +10,10 @@ model's training step.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
+
+from evolve.mlflow_io import metric_batches, metric_items, param_batches, resolve_uri
 
 
 class NullTracker:
@@ -33,7 +34,7 @@ class MlflowTracker(NullTracker):
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep stderr for errors only
         from mlflow.tracking import MlflowClient
 
-        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        self.uri = resolve_uri(uri)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         # a campaign names its runs (round-3/train under its round-3), so the UI can tell them apart
@@ -53,19 +54,17 @@ class MlflowTracker(NullTracker):
         self._param_cls = mlflow.entities.Param
 
     def log_params(self, params: dict[str, Any]) -> None:
-        items = [self._param_cls(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+        for batch in param_batches(params, self._param_cls):
+            self.client.log_batch(self.run_id, params=batch)
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        now = int(time.time() * 1000)
-        self._buffer += [self._metric_cls(k, float(v), now, step) for k, v in metrics.items()]
+        self._buffer += metric_items(metrics, step, self._metric_cls)
         if len(self._buffer) >= self._flush_every:
             self.flush()
 
     def flush(self) -> None:
-        for i in range(0, len(self._buffer), 1000):
-            self.client.log_batch(self.run_id, metrics=self._buffer[i:i + 1000])
+        for batch in metric_batches(self._buffer):
+            self.client.log_batch(self.run_id, metrics=batch)
         self._buffer = []
 
     def finish(self, status: str, tags: dict[str, str], artifacts: list[Path]) -> None:
