@@ -19,7 +19,20 @@ exit 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+# command -> (handler "module:function", help). Handlers are imported when their command runs: torch loads only
+# for the commands that need it, and the trainer is reached only through its workload and the serving code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("evolve.workloads.evolve_trainer:train_command",
+              "train the embedded MoE model (SFT warm-up, then RL with CISPO)"),
+    "triage": ("evolve.cli:triage_main", "diagnose a run directory, a log file or mlflow:<run_id>"),
+    "campaign": ("evolve.campaign_cli:campaign_main", "start, resume or show a campaign (the agent's round loop)"),
+    "report": ("evolve.campaign_cli:report_main", "write a campaign's report (markdown + HTML with a plot)"),
+    "export": ("evolve.serve:export_command", "export a checkpoint as a Hugging Face MiniMaxM2 model directory"),
+    "serve": ("evolve.serve:serve_main", "serve a checkpoint on an OpenAI-compatible HTTP API"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,36 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="evolve", description="An autonomous ML engineer for RL training.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("train", help="train the embedded MoE model (SFT warm-up, then RL with CISPO)",
-                   add_help=False)
-    sub.add_parser("triage", help="diagnose a run directory, a log file or mlflow:<run_id>", add_help=False)
-    sub.add_parser("campaign", help="start, resume or show a campaign (the agent's round loop)", add_help=False)
-    sub.add_parser("report", help="write a campaign's report (markdown + HTML with a plot)", add_help=False)
-    sub.add_parser("export", help="export a checkpoint as a Hugging Face MiniMaxM2 model directory", add_help=False)
-    sub.add_parser("serve", help="serve a checkpoint on an OpenAI-compatible HTTP API", add_help=False)
+    for name, (_, summary) in COMMANDS.items():
+        sub.add_parser(name, help=summary, add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
-    if argv[0] == "train":
-        from trainer.train import main as train_main  # torch loads only for commands that need it
-
-        return train_main(argv[1:])
-    if argv[0] == "triage":
-        return triage_main(argv[1:])
-    if argv[0] in ("campaign", "report"):
-        from evolve.campaign_cli import campaign_main, report_main
-
-        return campaign_main(argv[1:]) if argv[0] == "campaign" else report_main(argv[1:])
-    if argv[0] == "export":
-        from trainer.export import export_main
-
-        return export_main(argv[1:])
-    if argv[0] == "serve":
-        from evolve.serve import serve_main
-
-        return serve_main(argv[1:])
-    parser.parse_args(argv[:1])  # prints "invalid choice" and exits 2
-    return 2
+    if argv[0] not in COMMANDS:
+        parser.parse_args(argv[:1])  # prints "invalid choice" and exits 2
+        return 2
+    module, _, function = COMMANDS[argv[0]][0].partition(":")
+    return getattr(importlib.import_module(module), function)(argv[1:])
 
 
 def _launches_runs(argv: list[str]) -> bool:

@@ -546,3 +546,10 @@ def _wait_healthy(proc: subprocess.Popen, base: str) -> bool:
 
 if __name__ == "__main__":
     sys.exit(serve_main(sys.argv[1:]))
+
+
+def export_command(argv: list[str]) -> int:
+    """`evolve export`: the checkpoint as a Hugging Face model directory, for transformers and vLLM."""
+    from trainer.export import export_main
+
+    return export_main(argv)

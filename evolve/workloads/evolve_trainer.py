@@ -62,3 +62,10 @@ def _flag(v: Any) -> str:
     if isinstance(v, str) and v[:1] in ("*", "+") and v[1:]:  # relative to the run's config: say so, not '*2'
         return f"<current {'×' if v[0] == '*' else '+'} {v[1:]}>"
     return "''" if v == "" else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def train_command(argv: list[str]) -> int:
+    """`evolve train`: the in-repo trainer's own command line (torch loads here, not before)."""
+    from trainer.train import main
+
+    return main(argv)
