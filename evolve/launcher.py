@@ -337,3 +337,10 @@ def _signal_group(pgid: int, sig: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):  # group already empty (or only zombies another parent owns)
         return False
+
+
+# launch.launcher -> the function that runs one round. A backend that is accepted and ignored would run
+# model-written code on the host unannounced, so a planned one is an error that says so.
+LAUNCHERS: dict[str, Callable[..., LaunchResult]] = {"local": launch}
+PLANNED = {"docker": "is not implemented yet; use 'local' (the host, contained as the README's "
+                     "'What the launcher enforces' says)"}

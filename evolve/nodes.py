@@ -123,8 +123,9 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
                # `python` and `evolve` in a spec's command mean the agent's own environment
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         pid_file = run_dir / "launch.pid"
-        result = launcher.launch(spec.command, c.workspace.path, run_dir, limits, env=env, on_line=c.progress.output,
-                                 on_start=lambda pid: write_atomic(pid_file, str(pid)), containment=containment)
+        run = launcher.LAUNCHERS[spec.launcher]
+        result = run(spec.command, c.workspace.path, run_dir, limits, env=env, on_line=c.progress.output,
+                     on_start=lambda pid: write_atomic(pid_file, str(pid)), containment=containment)
         write_atomic(done, json.dumps({"returncode": result.returncode, "signal": result.signal,
                                  "timed_out": result.timed_out, "wall_s": round(result.wall_s, 3)}))
         pid_file.unlink(missing_ok=True)

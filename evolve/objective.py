@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,29 @@ class ObjectiveError(ValueError):
 
 def read_objective(spec: ObjectiveSpec, run_dir: str | Path, tracking_uri: str = "") -> float | None:
     """The objective of the run in `run_dir`, or None when the run did not report a finite value."""
-    run_dir = Path(run_dir)
-    if spec.source == "status":
-        value = _lookup(_json(run_dir / "status.json").get("summary") or {}, spec.metric)
-    elif spec.source == "metrics":
-        value = _last_metric(run_dir / "metrics.jsonl", spec.metric)
-    elif spec.source == "file":
-        value = _from_file(run_dir / spec.path, spec.metric)
-    else:
-        value = _from_mlflow(run_dir, spec.metric, tracking_uri)
-    return _finite(value)
+    return _finite(SOURCES[spec.source](spec, Path(run_dir), tracking_uri))
+
+
+def _from_status(spec: ObjectiveSpec, run_dir: Path, tracking_uri: str) -> Any:
+    return _lookup(_json(run_dir / "status.json").get("summary") or {}, spec.metric)
+
+
+def _from_metrics(spec: ObjectiveSpec, run_dir: Path, tracking_uri: str) -> Any:
+    return _last_metric(run_dir / "metrics.jsonl", spec.metric)
+
+
+def _from_path(spec: ObjectiveSpec, run_dir: Path, tracking_uri: str) -> Any:
+    return _from_file(run_dir / spec.path, spec.metric)
+
+
+def _from_tracking(spec: ObjectiveSpec, run_dir: Path, tracking_uri: str) -> Any:
+    return _from_mlflow(run_dir, spec.metric, tracking_uri)
+
+
+# objective.source -> its reader: status.json's summary, the last value in metrics.jsonl, a file the run
+# wrote (JSON/YAML/`key: value`), the run's MLflow metric. The spec accepts exactly these names.
+SOURCES: dict[str, Callable[[ObjectiveSpec, Path, str], Any]] = {
+    "status": _from_status, "metrics": _from_metrics, "file": _from_path, "mlflow": _from_tracking}
 
 
 def improved(new: float | None, best: float | None, spec: ObjectiveSpec) -> bool:

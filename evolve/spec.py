@@ -80,7 +80,7 @@ class LaunchSpec:
     command: str  # run through the shell, in the workspace's working tree
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 1800.0
-    launcher: str = "local"  # local (the only backend so far)
+    launcher: str = "local"  # a row of evolve/launcher.py's LAUNCHERS: local (the only backend so far)
     # auto: the defaults of evolve/limits.py (what binds on this machine); 0: no limit; N: that limit
     max_memory_mb: int | str = "auto"  # N: RLIMIT_AS (address space); auto: 80 % of RAM, resident, via cgroup
     max_cpu_s: int = 0  # RLIMIT_CPU; 0 = no limit (the wall clock bounds a run)
@@ -96,11 +96,10 @@ class LaunchSpec:
         _require(self.keep_checkpoints in ("all", "best"), "launch.keep_checkpoints",
                  f"must be 'all' or 'best', got {self.keep_checkpoints!r}")
         _require(self.timeout_s > 0, "launch.timeout_s", "must be > 0")
-        # a backend that is accepted and ignored would run model-written code on the host unannounced
-        _require(self.launcher == "local", "launch.launcher",
-                 f"{self.launcher!r} is not implemented yet; use 'local' (the host, contained as the README's "
-                 "'What the launcher enforces' says)" if self.launcher == "docker"
-                 else f"must be 'local', got {self.launcher!r}")
+        from evolve.launcher import LAUNCHERS, PLANNED
+
+        _require(self.launcher in LAUNCHERS, "launch.launcher", f"{self.launcher!r} {PLANNED[self.launcher]}"
+                 if self.launcher in PLANNED else f"must be one of {', '.join(LAUNCHERS)}, got {self.launcher!r}")
         _require(self.max_cpu_s >= 0, "launch.max_cpu_s", "must be >= 0 (0 = no limit)")
         for name in ("max_memory_mb", "max_file_mb", "max_processes"):
             value = getattr(self, name)
@@ -114,9 +113,6 @@ class LaunchSpec:
             _require("pids" in cgroups.hierarchies(), "launch.max_processes",
                      "cannot be enforced on this machine (no writable pids cgroup, and RLIMIT_NPROC does not "
                      "bind root or a single run); use auto or 0")
-
-
-OBJECTIVE_SOURCES = ("status", "metrics", "file", "mlflow")
 
 
 def better(a: float, b: float, mode: str, margin: float = 0.0) -> bool:
@@ -138,8 +134,10 @@ class ObjectiveSpec:
     def __post_init__(self) -> None:
         _require(bool(self.metric.strip()), "objective.metric", "must name a metric, e.g. eval/accuracy")
         _require(self.mode in ("max", "min"), "objective.mode", f"must be 'max' or 'min', got {self.mode!r}")
-        _require(self.source in OBJECTIVE_SOURCES, "objective.source",
-                 f"must be one of {', '.join(OBJECTIVE_SOURCES)}, got {self.source!r}")
+        from evolve.objective import SOURCES  # the table of readers is the list of sources
+
+        _require(self.source in SOURCES, "objective.source",
+                 f"must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.source == "file":
             _require(bool(self.path), "objective.path", "required when source is 'file'")
             _require(not self.path.startswith("/") and ".." not in self.path.split("/"), "objective.path",

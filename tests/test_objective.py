@@ -88,3 +88,4 @@ def test_a_triage_warning_on_a_succeeded_run_is_not_a_veto(tmp_path):
 
     assert "kind" not in inspect.signature(judge).parameters
     assert judge("succeeded", 0.984, None, ObjectiveSpec(metric="eval/accuracy", noise_margin=0.005)) == "keep"
+

@@ -126,7 +126,7 @@ def test_relative_repo_root_and_memory_resolve_against_the_spec_directory(tmp_pa
     (MINIMAL.replace("  editable: [config.yaml]\n", ""), "workspace.editable: required"),
     (MINIMAL.replace("template: tpl", "template: tpl\n  repo: ../r"), "workspace: set exactly one of template"),
     (MINIMAL.replace("template: tpl", "root: ws"), "workspace: set exactly one of template"),
-    (with_section("launch", "{command: x, launcher: k8s}"), "launch.launcher: must be 'local', got 'k8s'"),
+    (with_section("launch", "{command: x, launcher: k8s}"), "launch.launcher: must be one of local, got 'k8s'"),
     (with_section("launch", "{command: x, launcher: docker}"), "launch.launcher: 'docker' is not implemented yet"),
     (with_section("launch", "{command: x, max_file_mb: lots}"), "launch.max_file_mb: must be auto"),
     (with_section("launch", "{command: x, isolation: none}"), "launch.isolation: must be 'auto'"),
