@@ -2,8 +2,8 @@
 live in the `grpo:` section of a YAML file, by TRL's own names, and the script passes them on unchanged.
 
 An edited section is checked by TRL itself: `GRPOConfig(**grpo)` in this process (TRL imported once, ~10 s,
-then ~0.1 ms a check), so a batch that `num_generations` does not divide, an unknown field or a value TRL
-refuses never reaches a launch. Where TRL is not installed beside the agent, only the section's shape is
+then ~0.1 ms a check), with the device and logging settings left to the run, so a batch that
+`num_generations` does not divide, an unknown field or a value TRL refuses never reaches a launch. Where TRL is not installed beside the agent, only the section's shape is
 checked and TRL's own check happens at launch (triage then reads it as config_error).
 """
 
@@ -19,6 +19,9 @@ from typing import Any
 from evolve.workloads.base import Workload
 
 SECTION = "grpo"
+# what the check leaves to the run: where it writes and logs (no files, no logger imports here), and the
+# device (the agent's machine may have no GPU where the run's has one; a script may set these in code)
+_NEUTRAL = {"report_to": "none", "use_cpu": True, "bf16": False, "fp16": False}
 
 
 @dataclass
@@ -48,8 +51,8 @@ class TRL(Workload):
         if config is None:
             return
         with tempfile.TemporaryDirectory(prefix="evolve-grpo-check.") as out:
-            try:  # output_dir and report_to are the script's, and must not make files or import loggers here
-                config(**{**section, "output_dir": out, "report_to": "none"})
+            try:
+                config(**{**section, **_NEUTRAL, "output_dir": out})
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{SECTION}: GRPOConfig refuses it: {' '.join(str(e).split())[:300]}") from None
 
