@@ -3,8 +3,9 @@ live in the `grpo:` section of a YAML file, by TRL's own names, and the script p
 
 An edited section is checked by TRL itself: `GRPOConfig(**grpo)` in this process (TRL imported once, ~10 s,
 then ~0.1 ms a check), with the device and logging settings left to the run, so a batch that
-`num_generations` does not divide, an unknown field or a value TRL refuses never reaches a launch. Where TRL is not installed beside the agent, only the section's shape is
-checked and TRL's own check happens at launch (triage then reads it as config_error).
+`num_generations` does not divide, an unknown field or a value TRL refuses never reaches a launch. Where
+TRL is not installed beside the agent, only the section's shape is checked and TRL's own check happens at
+launch (triage then reads it as config_error).
 """
 
 from __future__ import annotations
