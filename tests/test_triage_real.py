@@ -97,6 +97,15 @@ def test_a_tensorboard_csv_takes_its_metric_from_the_file_name(tmp_path):
     assert triage(plain).kind != "timeout"  # `Wall time` in a header is not a wall-clock limit
 
 
+def test_a_reward_spread_that_narrows_is_no_quality_that_fell():
+    """Regression: a healthy TRL run (reward up, rewards/correctness/std down as the policy got consistent)
+    was called reward_hacking, and the rules brain 'fixed' it with a KL penalty."""
+    log = "".join(f"{{'reward': '{0.75 + i / 100:.3f}', 'rewards/correctness/mean': '{0.7 + i / 100:.3f}', "
+                  f"'rewards/correctness/std': '{0.46 - i / 100:.3f}'}}\n" for i in range(8))
+    log += "{'train_runtime': '46.17', 'train_loss': '-0.0017', 'epoch': '0.5'}\n"
+    assert triage_text(log).kind == "healthy"
+
+
 def test_nan_in_a_json_metrics_line_is_nan_loss():
     log = "\n".join(json.dumps({"loss": 0.4 - i / 100, "grad_norm": 1.0, "step": i}) for i in range(5))
     log += '\n{"loss": NaN, "grad_norm": NaN, "step": 5}\n'

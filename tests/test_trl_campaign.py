@@ -56,3 +56,24 @@ def test_a_campaign_on_the_users_own_trl_repo_works_on_a_branch_and_leaves_their
     assert "evolve/mine-grpo" in _git(repo, "branch", "--list", "evolve/*")
     tags = _git(repo, "tag", "--list", "evolve/mine-grpo/round-*").split()
     assert {"evolve/mine-grpo/round-1", "evolve/mine-grpo/round-2"} <= set(tags), tags  # every round is kept
+
+
+@pytest.mark.slow
+def test_the_trl_quickstart_fixes_both_stacked_faults_in_grpo_config_keys(tmp_path):
+    """playbooks/campaigns/trl-quickstart.yaml cut to its first three rounds: the batch that cannot be
+    allocated (host_oom), then the flipped learning-rate exponent (nan_loss), then a healthy run."""
+    spec = yaml.safe_load((ROOT / "playbooks" / "campaigns" / "trl-quickstart.yaml").read_text())
+    spec["workspace"]["template"] = str(ROOT / "playbooks" / "templates" / "trl-broken")
+    spec["workspace"]["root"] = str(tmp_path / "ws")
+    spec["memory"] = str(tmp_path / "memory.md")
+    spec["budget"] = {"rounds": 3}
+    spec["tracking"] = {"enabled": False}
+    path = tmp_path / "trl-quickstart.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    campaign.start(path, home=tmp_path / "home", stream=io.StringIO())
+    records = Ledger(campaign.campaign_paths("trl-quickstart", tmp_path / "home").ledger).records()
+    assert [(r.kind, r.verdict) for r in records] == [("host_oom", "crash"), ("nan_loss", "crash"),
+                                                      ("healthy", "keep")]
+    assert {c["key"]: c["value"] for c in records[2].proposal["changes"]} == {
+        "grpo.per_device_train_batch_size": 64, "grpo.learning_rate": 1.0e-4}  # the first fix carried
+    assert records[2].objective > 0.5

@@ -223,7 +223,9 @@ def _fires(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
     need = rule.get("min_count", 2)
     if "rising" in rule:
         # the strongest rise and the strongest fall: one of several eval sets falling is enough
-        ups, downs = scan.all_series(rule["rising"], need), scan.all_series(rule["falling"], need)
+        # a spread (a reward's std, its variance) is not a level: a narrowing std is no quality that fell
+        ups, downs = ([(k, v) for k, v in scan.all_series(rule[side], need) if not _SPREAD.search(k)]
+                      for side in ("rising", "falling"))
         if not ups or not downs:
             return None
         uk, us = max(ups, key=lambda t: _change(t[1]))
@@ -263,6 +265,9 @@ def _fires(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
     key, agg, value, line, n = compared
     text = f"{key} {agg} = {value:.4g} {rule['op']} {rule['value']:g} (over {n} values)"
     return Evidence(scan.series_source[key], line, text), {"key": key, "value": f"{value:.4g}", "line": line}
+
+
+_SPREAD = re.compile(r"(?i)(^|[/_.\- ])(std|stdev|stddev|var|variance)([/_.\- ]|$)")
 
 
 def _change(s) -> float:
