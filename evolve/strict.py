@@ -89,6 +89,15 @@ def yaml_problem(e: Exception, text: str = "") -> tuple[int | None, str]:
     return (mark.line + 1 if mark else None), " ".join(str(getattr(e, "problem", None) or e).split())
 
 
+def check_keys(mapping: Any, allowed: set[str], where: str) -> None:
+    """For playbooks read as plain mappings: a ValueError naming the first key not in `allowed`."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{where}: expected a mapping")
+    for key in mapping:
+        if key not in allowed:
+            raise ValueError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
 # a section's raw mapping before it is read (the trainer's `model: {preset: tiny}` expands here)
 Expand = Callable[[type, dict[str, Any], str], dict[str, Any]]
 

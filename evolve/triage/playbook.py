@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from evolve.strict import check_keys
 from evolve.triage import prose
 from evolve.triage.prose import Model
 from evolve.triage.scan import LogScan, Signature
@@ -59,24 +60,24 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
         except (re.error, TypeError) as e:
             raise ValueError(f"{where}: bad regex {regex!r}: {e}") from None
 
-    _keys(raw, {"frameworks", "kinds", "symptoms"}, str(path))
+    check_keys(raw, {"frameworks", "kinds", "symptoms"}, str(path))
     frameworks, kinds = raw.get("frameworks") or {}, raw.get("kinds") or {}
-    _keys(frameworks, set(FRAMEWORKS), "frameworks")
-    _keys(kinds, set(KINDS), "kinds")
+    check_keys(frameworks, set(FRAMEWORKS), "frameworks")
+    check_keys(kinds, set(KINDS), "kinds")
     if missing := [k for k in KINDS if k not in kinds]:
         raise ValueError(f"kinds: missing {missing} (the vocabulary is closed: every kind needs an entry)")
     for fragment in sorted(path.with_suffix(".d").glob("*.yaml")):
         _merge(fragment, raw, kinds)
     sigs: list[Signature] = [_signature("symptom", r, 0.0, "symptoms") for r in raw.get("symptoms") or []]
     for name, fw in frameworks.items():
-        _keys(fw, {"tier", "signatures"}, f"frameworks.{name}")
+        check_keys(fw, {"tier", "signatures"}, f"frameworks.{name}")
         sigs += [_signature(f"framework:{name}", r, 1.0, f"frameworks.{name}") for r in fw.get("signatures", [])]
     metric_keys: list[str] = []
     for kind, spec in kinds.items():
         where = f"kinds.{kind}"
-        _keys(spec, _KIND_KEYS, where)
+        check_keys(spec, _KIND_KEYS, where)
         for s in spec.get("signatures", []):
-            _keys(s, {"regex", "weight"}, f"{where}.signatures")
+            check_keys(s, {"regex", "weight"}, f"{where}.signatures")
             if "regex" not in s or not isinstance(s.get("weight"), (int, float)):
                 raise ValueError(f"{where}.signatures: each signature needs a regex and a numeric weight")
             sigs.append(_signature(f"kind:{kind}", s["regex"], float(s["weight"]), f"{where}.signatures"))
@@ -90,8 +91,8 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
         if not spec.get("root_cause"):
             raise ValueError(f"{where}.root_cause: required")
         for r in spec.get("remedies") or []:
-            _keys(r, _REMEDY_KEYS, f"{where}.remedies")
-            _keys(r.get("advice") or {}, set(FRAMEWORKS), f"{where}.remedies.{r.get('id')}.advice")
+            check_keys(r, _REMEDY_KEYS, f"{where}.remedies")
+            check_keys(r.get("advice") or {}, set(FRAMEWORKS), f"{where}.remedies.{r.get('id')}.advice")
             if not r.get("id") or not r.get("text"):
                 raise ValueError(f"{where}.remedies: each remedy needs an id and a text")
     return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)), prose.load())
@@ -101,18 +102,18 @@ def _merge(fragment: Path, raw: dict, kinds: dict) -> None:
     """A fragment (playbooks/triage.d/*.yaml) adds signatures and metric rules to kinds, and symptoms; the
     kinds, their root causes and remedies stay in the main file, so knowledge can grow by concern."""
     extra = yaml.load(fragment.read_text(), Loader=SAFE_LOADER) or {}
-    _keys(extra, {"kinds", "symptoms"}, str(fragment))
-    _keys(extra.get("kinds") or {}, set(KINDS), f"{fragment.name}: kinds")
+    check_keys(extra, {"kinds", "symptoms"}, str(fragment))
+    check_keys(extra.get("kinds") or {}, set(KINDS), f"{fragment.name}: kinds")
     raw["symptoms"] = (raw.get("symptoms") or []) + (extra.get("symptoms") or [])
     for kind, spec in (extra.get("kinds") or {}).items():
-        _keys(spec, {"signatures", "metric_rules"}, f"{fragment.name}: kinds.{kind}")
+        check_keys(spec, {"signatures", "metric_rules"}, f"{fragment.name}: kinds.{kind}")
         for key in ("signatures", "metric_rules"):
             kinds[kind][key] = (kinds[kind].get(key) or []) + (spec.get(key) or [])
 
 
 def _check_rule(rule: Any, where: str) -> list[str]:
     """Validate one metric rule (and its `unless` guards); return every metric key it reads."""
-    _keys(rule, _RULE_KEYS, where)
+    check_keys(rule, _RULE_KEYS, where)
     if "weight" not in rule or not ("keys" in rule) ^ ("rising" in rule and "falling" in rule):
         raise ValueError(f"{where}: each rule needs a weight and either keys or rising+falling")
     _numbers(rule, ("value", "weight", "min_change", "min_count"), where)
@@ -124,7 +125,7 @@ def _check_rule(rule: Any, where: str) -> list[str]:
     guards = rule.get("unless", [])
     for guard in guards if isinstance(guards, list) else [guards]:
         # a guard names what a healthy run of this shape also shows (a high reward): then the rule is quiet
-        _keys(guard, _UNLESS_KEYS, f"{where}.unless")
+        check_keys(guard, _UNLESS_KEYS, f"{where}.unless")
         if not isinstance(guard.get("keys"), list) or not guard["keys"] or guard.get("op") not in OPS \
                 or "value" not in guard:
             raise ValueError(f"{where}.unless: each guard needs keys (a list), op (one of {list(OPS)}) and a value, "
@@ -142,12 +143,6 @@ def _numbers(mapping: dict, names: tuple[str, ...], where: str) -> None:
             raise ValueError(f"{where}.{key}: {mapping[key]!r} is not a number (write 1.0e+4)")
 
 
-def _keys(mapping: Any, allowed: set[str], where: str) -> None:
-    if not isinstance(mapping, dict):
-        raise ValueError(f"{where}: expected a mapping")
-    for key in mapping:
-        if key not in allowed:
-            raise ValueError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
 def _index() -> dict[str, tuple]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from evolve.strict import check_keys
 from evolve.triage import CONDITION
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks" / "workloads"
@@ -95,10 +96,10 @@ def load_workload_playbook(*paths: Path, kinds: set[str]) -> WorkloadPlaybook:
     book = WorkloadPlaybook()
     for path in paths:
         raw = yaml.safe_load(path.read_text()) or {}
-        _keys(raw, _TOP, str(path))
+        check_keys(raw, _TOP, str(path))
         for i, spec in enumerate(raw.get("moves") or []):
             where = f"{path}: moves[{i}]"
-            _keys(spec, _MOVE_KEYS, where)
+            check_keys(spec, _MOVE_KEYS, where)
             if not spec.get("id") or not spec.get("hypothesis") or not spec.get("expected"):
                 raise ValueError(f"{where}: each move needs an id, a hypothesis and an expected effect")
             if not spec.get("scaffold") and not spec.get("set"):
@@ -108,17 +109,17 @@ def load_workload_playbook(*paths: Path, kinds: set[str]) -> WorkloadPlaybook:
                 raise ValueError(f"{where}: duplicate id {spec['id']!r}")
             book.moves.append(Move(**{k: v for k, v in spec.items() if v is not None}))
         remedies = raw.get("remedies") or {}
-        _keys(remedies, kinds, f"{path}: remedies")
+        check_keys(remedies, kinds, f"{path}: remedies")
         for kind, fixes in remedies.items():
             for fid, spec in (fixes or {}).items():
                 where = f"{path}: remedies.{kind}.{fid}"
-                _keys(spec, _FIX_KEYS, where)
+                check_keys(spec, _FIX_KEYS, where)
                 _conditions(spec.get("requires"), f"{where}.requires")
                 book.fixes.setdefault(kind, {})[fid] = Fix(fid, dict(spec.get("set") or {}),
                                                            {k: str(v) for k, v in (spec.get("requires") or {}).items()},
                                                            spec.get("file", ""), spec.get("text", ""))
         for key, spec in (raw.get("limits") or {}).items():
-            _keys(spec, {"unit", "ceiling"}, f"{path}: limits.{key}")
+            check_keys(spec, {"unit", "ceiling"}, f"{path}: limits.{key}")
             if spec.get("ceiling", "none") not in CEILINGS:
                 raise ValueError(f"{path}: limits.{key}.ceiling: {spec['ceiling']!r} is not one of {list(CEILINGS)}")
             book.limits[key] = Limit(str(spec.get("unit", "")), spec.get("ceiling", "none"))
@@ -127,12 +128,6 @@ def load_workload_playbook(*paths: Path, kinds: set[str]) -> WorkloadPlaybook:
     return book
 
 
-def _keys(mapping: Any, allowed: set[str], where: str) -> None:
-    if not isinstance(mapping, dict):
-        raise ValueError(f"{where}: expected a mapping")
-    for key in mapping:
-        if key not in allowed:
-            raise ValueError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
 def _conditions(conds: Any, where: str) -> None:
