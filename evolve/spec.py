@@ -168,8 +168,7 @@ class BrainSpec:
     def __post_init__(self) -> None:
         from evolve.brains.registry import BRAINS
 
-        _require(self.kind in BRAINS.names(), "brain.kind",
-                 f"must be one of {', '.join(BRAINS.names())}, got {self.kind!r}")
+        _known(BRAINS, self.kind)
 
 
 @dataclass
@@ -181,8 +180,17 @@ class WorkloadSpec:
     def __post_init__(self) -> None:
         from evolve.workloads import WORKLOADS
 
-        _require(self.kind in WORKLOADS.names(), "workload.kind",
-                 f"{self.kind!r} is not a workload; known: {', '.join(WORKLOADS.names())}")
+        _known(WORKLOADS, self.kind)
+
+
+def _known(table: Any, kind: str) -> None:
+    """A kind its table (evolve/registry.py) has a row for, else the table's own one-line error."""
+    from evolve.registry import UnknownKind
+
+    try:
+        table.entry(kind)
+    except UnknownKind as e:
+        raise SpecError(str(e)) from None
 
 
 @dataclass

@@ -313,7 +313,8 @@ CASES = [
     spec_case("budget-a-list", "budget: expected a mapping", {"budget": [1]}),
     spec_case("budget-unknown-key", "budget.round: unknown key", {"budget.round": 3}),
     # brain: each kind's options
-    spec_case("brain-kind-unknown", "brain.kind: must be one of rules, openai, moe", {"brain.kind": "genius"}),
+    spec_case("brain-kind-unknown", "brain.kind: 'genius' is not a brain; known: rules, openai, moe",
+              {"brain.kind": "genius"}),
     spec_case("brain-options-a-list", "brain.options: expected", {"brain.options": ["seed"]}),
     spec_case("brain-unknown-key", "brain.knd: unknown key", {"brain.knd": "rules"}),
     spec_case("rules-unknown-option", "brain.options.temperature: unknown key (known keys here: seed, moves)",

@@ -240,7 +240,7 @@ def _snapshot(root: Path) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("edit, needle", [
     (lambda s: s.replace("name: demo", "name: demo\nbogus: 1"), "bogus: unknown key"),
-    (lambda s: s + "brain: {kind: genius}\n", "brain.kind: must be one of rules, openai, moe"),
+    (lambda s: s + "brain: {kind: genius}\n", "brain.kind: 'genius' is not a brain; known: rules, openai, moe"),
     (lambda s: s + "brain: {kind: openai}\n", "brain.options.base_url: required"),
     (lambda s: s + "brain: {kind: openai, options: {base_url: x, model: m, temprature: 1}}\n",
      "brain.options.temprature: unknown key"),

@@ -135,7 +135,7 @@ def test_relative_repo_root_and_memory_resolve_against_the_spec_directory(tmp_pa
     (with_section("objective", "{metric: m, source: file}"), "objective.path: required when source is 'file'"),
     (with_section("objective", "{metric: m, path: x.json}"), "objective.path: only used with source: file"),
     (with_section("objective", "{metric: m, noise_margin: -0.1}"), "objective.noise_margin: must be >= 0"),
-    (with_section("brain", "{kind: gpt}"), "brain.kind: must be one of rules, openai, moe"),
+    (with_section("brain", "{kind: gpt}"), "brain.kind: 'gpt' is not a brain; known: rules, openai, moe"),
     (with_section("budget", "{rounds: 0}"), "budget.rounds: must be > 0"),
     (with_section("budget", "{wall_s: -1}"), "budget.wall_s: must be > 0, or 0"),
     (with_section("launch", "{command: x, timeout_s: 0}"), "launch.timeout_s: must be > 0"),
