@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evolve.triage.playbook import INDEX, load_playbook, regexes  # noqa: E402
-from evolve.triage.scan import analyse  # noqa: E402
+from evolve.triage.regexes import analyse  # noqa: E402
 
 
 def build() -> dict[str, list]:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolve.triage import KINDS, TRAINER_KINDS, TargetNotFound, format_text, load_playbook, triage
+from evolve.triage import KINDS, TRAINER_KINDS, TargetNotFound, format_text, load_playbook, series, triage
 from evolve.triage import scan as logscan
-from evolve.triage.scan import LogScan, required_literals
+from evolve.triage.regexes import required_literals
+from evolve.triage.scan import LogScan
 from evolve.workloads import for_framework
 from tests.conftest import ROOT, TEMPLATES, run_trainer
 from trainer.health import FAILURE_KINDS
@@ -107,7 +108,7 @@ def test_the_shipped_regex_index_is_fresh_and_agrees_with_the_analysis():
     """playbooks/triage_index.json spares every process the regex analysis; stale, it only costs time, but
     a stale entry would be a wrong prefilter, so it must match what `analyse` says today."""
     from evolve.triage.playbook import INDEX, regexes
-    from evolve.triage.scan import analyse
+    from evolve.triage.regexes import analyse
 
     index = json.loads(INDEX.read_text())
     shipped = regexes(load_playbook())
@@ -143,7 +144,7 @@ def test_metric_series_keep_bounded_summaries_of_any_length():
     for i in range(10_000):
         scan.add_metric("kl", float(i), i + 1, "x")
     s = scan.series["kl"]
-    assert (s.n, s.max, s.max_line, len(s.head), len(s.tail)) == (10_000, 9999.0, 10_000, logscan.HEAD, logscan.HEAD)
+    assert (s.n, s.max, s.max_line, len(s.head), len(s.tail)) == (10_000, 9999.0, 10_000, series.HEAD, series.HEAD)
 
 
 # ------------------------------------------------------------------------------------- run directories

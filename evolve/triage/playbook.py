@@ -13,7 +13,8 @@ import yaml
 from evolve.strict import check_keys
 from evolve.triage import prose
 from evolve.triage.prose import Model
-from evolve.triage.scan import LogScan, Signature
+from evolve.triage.regexes import Signature
+from evolve.triage.scan import LogScan
 from evolve.triage.vocabulary import FRAMEWORKS, KINDS
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "triage.yaml"
