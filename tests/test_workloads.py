@@ -79,3 +79,15 @@ def test_the_registry_lists_the_workloads_and_refuses_an_unknown_one(tmp_path):
 def test_triage_says_how_a_remedy_is_done_in_the_workload_of_its_framework():
     assert for_framework("evolve").how_to("nan_loss", "advantage_epsilon") == "evolve trainer: --set rl.adv_eps=0.0001"
     assert for_framework("verl") is None  # no workload: triage gives the framework's advice only
+
+
+def test_a_command_workload_has_only_the_launch_fixes_unless_the_user_gives_a_playbook(tmp_path):
+    from evolve.workloads.command import Command, CommandOptions
+
+    bare = Command(CommandOptions(), {"timeout_s": 60.0, "retry": 0})
+    assert bare.playbook.moves == [] and set(bare.playbook.fixes) == {"timeout", "host_oom", "dist_timeout"}
+    own = tmp_path / "mine.yaml"
+    own.write_text("moves:\n- {id: wider, hypothesis: h, expected: e, set: {width: '*2'}}\n")
+    given = Command(CommandOptions(config="params.yaml", playbook=str(own)), {})
+    assert [m.id for m in given.playbook.moves] == ["wider"] and "timeout" in given.playbook.fixes
+    assert given.config_file == "params.yaml"

@@ -265,13 +265,15 @@ class Views:
     def __init__(self, workload: Workload, trees: dict[str, dict[str, Any]]) -> None:
         self.workload = workload
         self.trees = {f: t or {} for f, t in trees.items()}
-        self.defaults = {f: workload.defaults_for(f, t) for f, t in self.trees.items()}
+        self._defaults: dict[str, dict[str, Any]] = {}  # per file, made when first asked for
 
     def tree(self, file: str) -> dict[str, Any]:
         return self.trees.get(file) or {}
 
     def get(self, file: str, key: str) -> Any:
-        for tree in (self.tree(file), self.defaults.get(file) or self.workload.defaults_for(file, {})):
+        if file not in self._defaults:
+            self._defaults[file] = self.workload.defaults_for(file, self.tree(file))
+        for tree in (self.tree(file), self._defaults[file]):
             node: Any = tree
             for part in key.split("."):
                 if not isinstance(node, dict) or part not in node:

@@ -101,7 +101,7 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
     if verdict == "healthy":  # a run that says it succeeded can still be sick in its metrics (reward hacking)
         scores = {k: from_rules[k] for k in KINDS}
     ranked = _rank(book, scores, found)
-    guesses, words = [], book.words
+    guesses, words, text = [], book.words, ""
     symptoms = _symptoms(book, scan)
     # words explain what looks wrong or what a user reports; over output in which nothing looks wrong they
     # must be far surer (a plain `step 10 loss 0.5` is no failure), and they never outvote output the
@@ -147,7 +147,7 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         kind, confidence = "healthy", min(MAX_INFERRED, 1 - math.exp(-scores["healthy"] / 2))
     elif said_healthy:
         kind, confidence = "healthy", min(PROSE_CAP, guesses[0][1])
-        shown = ", ".join(w for w, _ in words.words_for(classifier_text(scan), "healthy"))
+        shown = ", ".join(w for w, _ in words.words_for(text, "healthy"))
         found["healthy"].append((0.0, Evidence("classifier", None, f"the words say healthy "
                                                                    f"(p={guesses[0][1]:.2f}): {shown}"), {}))
         why.append((0.0, f"healthy: classifier p={guesses[0][1]:.2f} and no error in sight, words: {shown}"))

@@ -144,12 +144,14 @@ class Workload:
     config_file = "config.yaml"  # relative to the workspace; "" for a workload whose config is its command
     playbook_files: tuple[str, ...] = ()  # under playbooks/workloads/; launch.yaml is always added
 
-    def __init__(self, launch_defaults: dict[str, Any] | None = None) -> None:
+    def __init__(self, launch_defaults: dict[str, Any] | None = None, playbooks: tuple[Path, ...] | None = None
+                 ) -> None:
+        """`playbooks` replaces the workload's own files (a user's playbook); launch.yaml is always added."""
         from evolve.triage import KINDS
 
         self.launch_defaults = dict(launch_defaults or {})  # what the spec launches with: timeout_s, max_memory_mb
-        self.playbook = load_workload_playbook(*(PLAYBOOKS / f for f in (*self.playbook_files, "launch.yaml")),
-                                               kinds=set(KINDS))
+        own = playbooks if playbooks is not None else tuple(PLAYBOOKS / f for f in self.playbook_files)
+        self.playbook = load_workload_playbook(*own, PLAYBOOKS / "launch.yaml", kinds=set(KINDS))
 
     def close(self) -> None:
         """Release what the workload holds (nothing, for the file-configured ones)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from evolve.workloads.base import PLAYBOOKS, Workload, load_workload_playbook
+from evolve.workloads.base import Workload
 
 
 @dataclass
@@ -26,9 +26,4 @@ class Command(Workload):
 
     def __init__(self, options: CommandOptions, launch_defaults: dict | None = None) -> None:
         self.config_file = options.config
-        super().__init__(launch_defaults)
-        if options.playbook:
-            from evolve.triage import KINDS
-
-            own = load_workload_playbook(Path(options.playbook), PLAYBOOKS / "launch.yaml", kinds=set(KINDS))
-            self.playbook = own
+        super().__init__(launch_defaults, (Path(options.playbook),) if options.playbook else None)

@@ -8,6 +8,7 @@ is the trainer's to say.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -33,11 +34,8 @@ class EvolveTrainer(Workload):
     def defaults(self, tree: dict[str, Any]) -> dict[str, Any]:
         if tree and not self.is_ours(tree):
             return {}
-        defaults = dataclasses.asdict(TrainConfig())
         preset = (tree.get("model") or {}).get("preset")
-        if preset in MODEL_PRESETS:
-            defaults["model"].update(MODEL_PRESETS[preset])
-        return defaults
+        return _defaults(preset if preset in MODEL_PRESETS else None)
 
     def check(self, tree: dict[str, Any], where: Path | None) -> None:
         """The trainer's loader on the edited tree, written beside `where` so a relative `scaffold:` resolves
@@ -56,6 +54,15 @@ class EvolveTrainer(Workload):
 
     def how(self, values: dict[str, Any]) -> str:
         return "evolve trainer: " + " ".join(f"--set {k}={_flag(v)}" for k, v in values.items())
+
+
+@functools.cache
+def _defaults(preset: str | None) -> dict[str, Any]:
+    """TrainConfig's defaults with a model preset's fields over them (read only: shared by every view)."""
+    defaults = dataclasses.asdict(TrainConfig())
+    if preset:
+        defaults["model"].update(MODEL_PRESETS[preset])
+    return defaults
 
 
 def _flag(v: Any) -> str:
