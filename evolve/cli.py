@@ -28,16 +28,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("evolve.workloads.evolve_trainer:train_command",
               "train the embedded MoE model (SFT warm-up, then RL with CISPO)"),
     "triage": ("evolve.cli:triage_main", "diagnose a run directory, a log file or mlflow:<run_id>"),
-    "campaign": ("evolve.campaign_cli:campaign_main", "start, resume or show a campaign (the agent's round loop)"),
-    "report": ("evolve.campaign_cli:report_main", "write a campaign's report (markdown + HTML with a plot)"),
-    "export": ("evolve.serve:export_command", "export a checkpoint as a Hugging Face MiniMaxM2 model directory"),
-    "serve": ("evolve.serve:serve_main", "serve a checkpoint on an OpenAI-compatible HTTP API"),
+    "campaign": ("evolve.campaign.cli:campaign_main", "start, resume or show a campaign (the agent's round loop)"),
+    "report": ("evolve.campaign.cli:report_main", "write a campaign's report (markdown + HTML with a plot)"),
+    "export": ("trainer.serve.cli:export_command", "export a checkpoint as a Hugging Face MiniMaxM2 model directory"),
+    "serve": ("trainer.serve.cli:serve_main", "serve a checkpoint on an OpenAI-compatible HTTP API"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and _launches_runs(sys.argv[1:]):
-        from evolve.secrets import reexec_without_secrets  # stdlib only: before anything heavy is imported
+        from evolve.launch.secrets import reexec_without_secrets  # stdlib only: before anything heavy is imported
 
         reexec_without_secrets()  # the process that launches runs must never have held the secrets in its env
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -24,8 +24,8 @@ def test_default_config_reaches_90_percent_addition_and_rl_improves_on_sft(tmp_p
 def test_quickstart_campaign_fixes_both_faults_and_ends_healthy_above_90_percent(tmp_path, monkeypatch):
     import io
 
-    from evolve import campaign
-    from evolve.memory import Ledger
+    from evolve.campaign import runner as campaign
+    from evolve.records.ledger import Ledger
 
     monkeypatch.chdir(tmp_path)  # workspaces/, memory/ and .evolve/ land here
     out = io.StringIO()

@@ -155,7 +155,7 @@ def campaign_dir(ledger: str | bytes | None = None, checkpoints: bytes | str | N
 
 def real_checkpoints(tmp: Path) -> bytes:
     """The bytes of a real LangGraph checkpoint database holding a finished campaign's last state."""
-    from evolve.graph import build, open_checkpointer
+    from evolve.campaign.graph import build, open_checkpointer
 
     scratch = tmp.parent / f"{tmp.name}-checkpoints.sqlite"  # outside the case's directory
     saver = open_checkpointer(scratch)

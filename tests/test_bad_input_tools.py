@@ -363,7 +363,7 @@ def test_a_crafted_pickle_runs_nothing(tmp_path, monkeypatch):
 def client(tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from evolve.serve import create_app
+    from trainer.serve.app import create_app
 
     path = tmp_path_factory.mktemp("serve") / "tiny.pt"
     path.write_bytes(_checkpoint_bytes())

@@ -1,5 +1,5 @@
-from evolve.budget import clock, eta_s, stop_reason
-from evolve.spec import BudgetSpec
+from evolve.campaign.budget import clock, eta_s, stop_reason
+from evolve.campaign.spec import BudgetSpec
 
 
 def test_rounds_budget_stops_after_the_last_round():

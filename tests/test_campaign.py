@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolve import campaign
-from evolve.memory import Ledger, Memory
-from evolve.spec import load_spec
-from evolve.tracking import CampaignTracker
-from evolve.workspace import Workspace
+from evolve.campaign import runner as campaign
+from evolve.campaign.spec import load_spec
+from evolve.records.ledger import Ledger
+from evolve.records.memory import Memory
+from evolve.records.tracking import CampaignTracker
+from evolve.workspace.repo import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fixtures" / "fake_rl"
@@ -200,7 +201,7 @@ def test_sigkill_during_a_run_then_resume_loses_and_duplicates_nothing(tmp_path)
 EDIT_THEN_HANG = """
 import sys, time
 from pathlib import Path
-import evolve.nodes as nodes
+import evolve.campaign.nodes as nodes
 
 apply = nodes.apply_changes
 def apply_then_hang(workspace_dir, changes, validate=None):
@@ -309,8 +310,8 @@ def test_resuming_a_campaign_whose_workspace_was_deleted_is_refused(tmp_path):
 
 KILL_AT = """
 import os, signal, sys
-import evolve.campaign as campaign
-import evolve.tracking as tracking
+import evolve.campaign.runner as campaign
+import evolve.records.tracking as tracking
 
 def killed_after_start(*args, **kwargs):  # the parent run is made; campaign.json does not have its id yet
     start(*args, **kwargs)

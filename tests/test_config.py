@@ -86,7 +86,7 @@ def test_yaml_merge_keys_may_be_overridden_but_a_repeated_key_may_not(tmp_path):
 
 
 def test_the_campaign_spec_shares_the_strict_reader(tmp_path):
-    from evolve.spec import SpecError, load_spec
+    from evolve.campaign.spec import SpecError, load_spec
 
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: a\nname: b\n")

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evolve import campaign, cgroups, sandbox
-from evolve.memory import Ledger
+from evolve.campaign import runner as campaign
+from evolve.launch import cgroups, sandbox
+from evolve.records.ledger import Ledger
 from tests.test_campaign import FAKE, cli, write_spec
 
 SECRET = "sk-evolve-test-" + os.urandom(8).hex()  # unique: found anywhere means leaked
@@ -134,7 +135,7 @@ def test_the_campaign_process_reexecs_without_its_secrets_and_still_has_them(tmp
     probe.write_text(textwrap.dedent(f"""
         import json, os, sys
         sys.argv = ["evolve", "campaign", "start", "x"]
-        from evolve import secrets
+        from evolve.launch import secrets
         secrets.reexec_without_secrets(sys.orig_argv)
         names = {sorted(SECRETS)!r}
         environ = open("/proc/self/environ", "rb").read().decode(errors="replace")

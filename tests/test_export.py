@@ -155,7 +155,7 @@ RAW_PROMPTS = ["12+30=", "", "Once upon a time", "  two  spaces \n", "".join(map
 
 def test_a_raw_prompt_and_a_chat_encode_to_the_ids_evolve_serve_uses(exported):
     # regression: the export added no <|bos|> to plain text, while /v1/completions puts it first
-    from evolve.serve import Engine
+    from trainer.serve.engine import Engine
 
     model, _, _, out = exported
     tok, hf_tok, engine = get_tokenizer(), transformers.AutoTokenizer.from_pretrained(out), Engine(model)
@@ -176,7 +176,7 @@ def test_a_raw_prompt_and_a_chat_encode_to_the_ids_evolve_serve_uses(exported):
 def test_greedy_completions_of_a_raw_prompt_match_evolve_serve(exported, tmp_path):
     from fastapi.testclient import TestClient
 
-    from evolve.serve import create_app
+    from trainer.serve.app import create_app
 
     _, hf, _, out = exported
     tok, hf_tok = get_tokenizer(), transformers.AutoTokenizer.from_pretrained(out)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from evolve import cgroups, launcher, runenv, sandbox
-from evolve.launcher import Containment, LaunchResult, Limits, launch
+from evolve.launch import cgroups, launcher, runenv, sandbox
+from evolve.launch.launcher import Containment, LaunchResult, Limits, launch
 
 MECHANISMS = ["prlimit", "wrapper"]
 # The tests that follow a shell's `$!` need host pids: they run bare (no namespace, no cgroup), where the

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolve import campaign
 from evolve.brains import PlanContext
 from evolve.brains.llm import LLMBrain, LLMOptions
 from evolve.brains.rules import RulesBrain
-from evolve.memory import Ledger, Memory
-from evolve.spec import load_spec
+from evolve.campaign import runner as campaign
+from evolve.campaign.spec import load_spec
+from evolve.records.ledger import Ledger
+from evolve.records.memory import Memory
 from evolve.workloads.evolve_trainer import EvolveTrainer
-from evolve.workspace import Workspace
+from evolve.workspace.repo import Workspace
 from tests.test_campaign import write_spec
 
 # well-formed, but its context is not in config.yaml

@@ -7,7 +7,9 @@ import logging
 
 import pytest
 
-from evolve.memory import Ledger, Memory, RoundRecord, criticise, describe_changes
+from evolve.records.ledger import Ledger, RoundRecord
+from evolve.records.lessons import criticise, describe_changes
+from evolve.records.memory import Memory
 
 
 def make_record(n: int, verdict: str = "keep", objective: float | None = 0.5, best: float | None = None,
@@ -48,7 +50,7 @@ def test_ledger_drops_a_torn_last_line_and_keeps_appending(tmp_path, caplog):
     ledger.append(make_record(2))
     with open(path, "a") as f:
         f.write(json.dumps(make_record(3).to_dict())[:40])  # the crash hit mid-write
-    with caplog.at_level(logging.WARNING, logger="evolve.memory"):
+    with caplog.at_level(logging.WARNING, logger="evolve.records.ledger"):
         assert [r.round for r in ledger.records()] == [1, 2]
     assert "torn" in caplog.text
     assert ledger.append(make_record(3))
@@ -192,7 +194,7 @@ def test_describe_changes_flattens_nested_and_listed_changes():
 ])
 def test_a_ledger_line_that_is_not_a_record_names_the_file_and_line(tmp_path, line, needle):
     # regression: a JSON list or a wrong field type in the ledger was a traceback in status and report
-    from evolve.memory import LedgerError
+    from evolve.records.ledger import LedgerError
 
     path = tmp_path / "ledger.jsonl"
     Ledger(path).append(make_record(1))

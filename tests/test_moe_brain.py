@@ -1,4 +1,4 @@
-"""The MoE brain: the in-repo model, served by `evolve.serve` in a real subprocess, picks each round's change
+"""The MoE brain: the in-repo model, served by `evolve serve` in a real subprocess, picks each round's change
 among the rules brain's candidates under choice-constrained decoding."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from evolve import campaign
 from evolve.brains import PlanContext
 from evolve.brains.moe import MoEBrain, MoEOptions
 from evolve.brains.rules import RulesBrain
-from evolve.memory import Ledger
+from evolve.campaign import runner as campaign
+from evolve.records.ledger import Ledger
 from evolve.workloads.evolve_trainer import EvolveTrainer
 from tests.test_campaign import write_spec
 from trainer.config import ModelConfig, TrainConfig, to_dict
@@ -34,7 +34,7 @@ def _servers_for(checkpoint: Path) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"evolve.serve" in cmd and str(checkpoint).encode() in cmd:
+        if cmd[1:4] == [b"-m", b"evolve", b"serve"] and str(checkpoint).encode() in cmd:
             found.append(int(proc.name))
     return found
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from evolve.objective import ObjectiveError, improved, judge, read_objective
-from evolve.spec import ObjectiveSpec
+from evolve.campaign.spec import ObjectiveSpec
+from evolve.records.objective import ObjectiveError, improved, judge, read_objective
 
 
 def status(run, summary):

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from evolve.memory import RoundRecord
-from evolve.report import objective_svg, render_html, render_markdown, write_report
+from evolve.records.ledger import RoundRecord
+from evolve.records.report import objective_svg, render_html, render_markdown, write_report
 
 
 def rec(n: int, verdict: str = "keep", objective: float | None = 0.5, kind: str = "healthy",

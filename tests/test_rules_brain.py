@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 from evolve import triage
-from evolve.brains import Change, NoRemedyLeft, ParentRun, PlanContext, Proposal, apply_changes, change_key, set_dotted
+from evolve.brains import Change, NoRemedyLeft, ParentRun, PlanContext, Proposal, change_key
 from evolve.brains.rules import RulesBrain
 from evolve.triage import weigh
 from evolve.workloads import base as workload_base
 from evolve.workloads.evolve_trainer import EvolveTrainer
+from evolve.workspace.edits import apply_changes, set_dotted
 from trainer.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

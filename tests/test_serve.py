@@ -1,4 +1,4 @@
-"""evolve/constrain.py (constrained decoding) and evolve/serve.py (the OpenAI-compatible server).
+"""trainer/serve/constrain/ (constrained decoding) and trainer/serve/ (the OpenAI-compatible server).
 
 The server runs in a real subprocess on a tiny untrained checkpoint and is driven with the official
 `openai` client. An untrained model samples near-uniform characters, which is the hardest case for
@@ -24,7 +24,7 @@ import pytest
 import torch
 from pydantic import BaseModel, Field
 
-from evolve.constrain import ChoiceConstraint, JsonSchemaConstraint
+from trainer.serve.constrain import ChoiceConstraint, JsonSchemaConstraint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHOICES = ["keep", "revert", "crash"]
@@ -137,7 +137,7 @@ def _free_port() -> int:
 
 def _evolve_serve(*args: str, env: dict | None = None, **kw) -> subprocess.Popen | subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    cmd = [sys.executable, "-m", "evolve.serve", *args]
+    cmd = [sys.executable, "-m", "evolve", "serve", *args]
     if kw.pop("background", False):
         return subprocess.Popen(cmd, env=env, cwd=ROOT, **kw)
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)

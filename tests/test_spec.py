@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolve.spec import CampaignSpec, SpecError, load_spec, spec_to_dict
+from evolve.campaign.spec import CampaignSpec, SpecError, load_spec, spec_to_dict
 
 MINIMAL = """\
 name: demo
@@ -179,7 +179,7 @@ def test_missing_file_names_the_file(tmp_path):
 ])
 def test_editable_entries_that_can_never_match_are_refused_in_code_too(pattern, needle):
     # regression: these were accepted, and round 1 ran before anything noticed
-    from evolve.spec import WorkspaceSpec
+    from evolve.campaign.spec import WorkspaceSpec
 
     with pytest.raises(SpecError, match=rf"workspace.editable\[1\]: '{re.escape(pattern)}' {needle}"):
         WorkspaceSpec(editable=["config.yaml", pattern], template="tpl")
@@ -194,7 +194,7 @@ def test_the_objective_file_stays_inside_the_run_directory(tmp_path):
 
 
 def test_a_name_is_never_a_path():
-    from evolve.spec import name_problem
+    from evolve.campaign.spec import name_problem
 
     assert name_problem("demo") == name_problem("rl-addition.v2") == ""
     for bad in ("../campaigns/demo", "a/b", "", ".x", "x.lock", "a..b", "x."):

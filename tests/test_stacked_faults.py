@@ -12,10 +12,10 @@ import io
 import pytest
 import yaml
 
-from evolve import campaign
-from evolve.memory import Ledger, RoundRecord
-from evolve.spec import load_spec
-from evolve.workspace import Workspace
+from evolve.campaign import runner as campaign
+from evolve.campaign.spec import load_spec
+from evolve.records.ledger import Ledger, RoundRecord
+from evolve.workspace.repo import Workspace
 from tests.conftest import TEMPLATES
 
 STARTS = {  # template -> the two kinds it stacks

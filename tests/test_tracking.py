@@ -9,9 +9,11 @@ import pytest
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
-from evolve.memory import Ledger, Memory, RoundRecord, criticise
-from evolve.mlflow_io import resolve_uri
-from evolve.tracking import CampaignTracker, NullTracker
+from evolve.records.ledger import Ledger, RoundRecord
+from evolve.records.lessons import criticise
+from evolve.records.memory import Memory
+from evolve.records.mlflow_io import resolve_uri
+from evolve.records.tracking import CampaignTracker, NullTracker
 from trainer.tracking import MlflowTracker
 
 SPEC = {"name": "demo", "launch": {"command": "python -m trainer.train"}, "budget": {"rounds": 3}}

@@ -92,10 +92,10 @@ def test_help_runs_without_torch_errors():
 
 def test_sft_demonstration_budget_is_a_fixed_pool_outside_the_eval_set(tmp_path):
     from trainer.config import load_config
+    from trainer.loop import Trainer
     from trainer.rundir import RunDir
     from trainer.scaffold import Scaffold
     from trainer.tracking import NullTracker
-    from trainer.train import Trainer
 
     cfg = load_config(TEMPLATES / "rl-default/config.yaml", ["sft.examples=7", "task.eval_size=50"])
     first = Trainer(cfg, RunDir(tmp_path / "a"), Scaffold(None), NullTracker())
@@ -108,11 +108,11 @@ def test_merged_and_naive_rl_updates_give_the_same_loss_and_gradient_norm(tmp_pa
     import copy
 
     from trainer.config import load_config
+    from trainer.loop import Trainer
     from trainer.rollout import run_episodes
     from trainer.rundir import RunDir
     from trainer.scaffold import Scaffold
     from trainer.tracking import NullTracker
-    from trainer.train import Trainer
 
     cfg = load_config(TEMPLATES / "rl-default/config.yaml",
                       ["task.eval_size=8", "rl.prompts_per_step=3", "rl.group_size=4", "task.preamble_chars=40"])

@@ -17,11 +17,11 @@ from evolve.brains.llm import LLMBrain, LLMOptions
 from evolve.brains.moe import MoEBrain
 from evolve.brains.registry import make_brain
 from evolve.brains.rules import RulesBrain
-from evolve.spec import SpecError, load_spec
+from evolve.campaign.spec import SpecError, load_spec
 from evolve.triage.vocabulary import KINDS
 from evolve.workloads import make_workload
 from evolve.workloads.evolve_trainer import EvolveTrainer
-from evolve.workspace import Workspace
+from evolve.workspace.repo import Workspace
 from tests.test_campaign import write_spec
 
 DIAGNOSIS = {

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 import yaml
 
-from evolve import campaign
-from evolve.memory import Ledger
+from evolve.campaign import runner as campaign
+from evolve.records.ledger import Ledger
 from tests.conftest import ROOT
 
 pytest.importorskip("trl", reason="the trl extra is not installed (pip install -e '.[trl]')")

@@ -24,8 +24,8 @@ from tests.conftest import TEMPLATES
 
 pytest.importorskip("trl", reason="TRL is not installed: pip install -e '.[trl]'")
 
-from evolve import launcher  # noqa: E402
-from evolve.limits import Limits  # noqa: E402
+from evolve.launch import launcher  # noqa: E402
+from evolve.launch.limits import Limits  # noqa: E402
 from evolve.triage import triage  # noqa: E402
 
 TEMPLATE = TEMPLATES / "trl-grpo"
@@ -58,7 +58,7 @@ def run_train(ws: Path, run_dir: Path, cache: Path | None = None, *args: str, ti
 
 
 def launch(ws: Path, run_dir: Path, cache: Path, limits: Limits) -> dict:
-    """One round's launch, as evolve/nodes.py does it: the launcher, then launch.json beside launch.log."""
+    """One round's launch, as evolve/campaign/nodes.py does it: the launcher, then launch.json beside launch.log."""
     result = launcher.launch([sys.executable, "train.py"], ws, run_dir, limits, env={"EVOLVE_CACHE_DIR": str(cache)})
     outcome = {"returncode": result.returncode, "signal": result.signal, "timed_out": result.timed_out,
                "wall_s": round(result.wall_s, 3)}

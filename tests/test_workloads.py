@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from evolve.brains.rules import Views
-from evolve.spec import SpecError
+from evolve.campaign.spec import SpecError
 from evolve.triage import TRAINER_KINDS, load_playbook
 from evolve.workloads import LAUNCH_FILE, WORKLOADS, for_framework, make_workload
 from evolve.workloads.base import PLAYBOOKS, load_workload_playbook
@@ -66,7 +66,7 @@ def test_the_registry_lists_the_workloads_and_refuses_an_unknown_one(tmp_path):
     spec["workload"] = "trll"
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    from evolve.spec import load_spec
+    from evolve.campaign.spec import load_spec
 
     with pytest.raises(SpecError, match="workload.kind: 'trll' is not a workload; known: evolve-trainer, trl, command"):
         load_spec(path)

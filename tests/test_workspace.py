@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolve.spec import CampaignSpec, load_spec
-from evolve.workspace import Workspace, WorkspaceError
+from evolve.campaign.spec import CampaignSpec, load_spec
+from evolve.workspace.repo import Workspace, WorkspaceError
 
 
 def git(cwd: Path, *args: str) -> str:

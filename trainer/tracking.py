@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evolve.mlflow_io import metric_batches, metric_items, param_batches, resolve_uri
+from evolve.records.mlflow_io import metric_batches, metric_items, param_batches, resolve_uri
 
 
 class NullTracker:

@@ -9,7 +9,7 @@ and the proposal records why in `fallback`, so the ledger shows every fallback. 
 proposal (`tokens`) and summed from the ledger, so `budget.tokens` holds across resumes.
 
 The API key is read from the environment variable the spec names, never from the spec itself; the
-campaign process keeps it in evolve/secrets.py's vault, never in its own initial environment, and runs
+campaign process keeps it in evolve/launch/secrets.py's vault, never in its own initial environment, and runs
 get only the launcher's allow-list.
 """
 
@@ -27,11 +27,12 @@ import openai
 import pydantic
 import yaml
 
-from evolve import secrets
-from evolve.brains import Change, PlanContext, Proposal, apply_changes, change_key, prompts
+from evolve.brains import Change, PlanContext, Proposal, change_key, prompts
 from evolve.brains.rules import RulesBrain, plan_base
-from evolve.memory import one_line
-from evolve.workspace import Workspace, WorkspaceError
+from evolve.launch import secrets
+from evolve.records.lessons import one_line
+from evolve.workspace.edits import apply_changes
+from evolve.workspace.repo import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class Endpoint:
 
     def __init__(self, options: LLMOptions) -> None:
         self.options = options
-        # from the vault: `campaign start` re-execs without credentials in its environment (evolve/secrets.py)
+        # from the vault: `campaign start` re-execs without credentials in its environment (evolve/launch/secrets.py)
         self.client = openai.OpenAI(base_url=options.base_url, api_key=secrets.get(options.api_key_env) or "EMPTY",
                                     timeout=options.timeout_s, max_retries=options.max_retries)
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import openai
 
-from evolve import runenv
 from evolve.brains import PlanContext, Proposal
 from evolve.brains.rules import RulesBrain
+from evolve.launch import runenv
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ class MoEOptions:
 def check_checkpoint(checkpoint: str) -> None:
     """Before a campaign creates anything: the model's checkpoint must be one `evolve serve` can load
     (SpecError naming the option). The brain serves the in-repo model, so it asks the trainer."""
-    from evolve.spec import SpecError
+    from evolve.campaign.spec import SpecError
     from trainer.checkpoint import resolve_checkpoint
     from trainer.config import ConfigError
 
@@ -127,7 +127,7 @@ class MoEBrain:
         env = runenv.run_env(os.environ, {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
                              home=os.environ.get("HOME", "/"))
         self._server = subprocess.Popen(
-            [sys.executable, "-m", "evolve.serve", self.options.checkpoint, "--port", str(port),
+            [sys.executable, "-m", "evolve", "serve", self.options.checkpoint, "--port", str(port),
              "--model-name", "evolve-moe"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)  # its own group: close() ends it and anything it started
         deadline = time.monotonic() + self.options.startup_timeout_s

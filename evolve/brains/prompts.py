@@ -13,7 +13,7 @@ from typing import Any
 
 from evolve.brains import PlanContext
 from evolve.brains.rules import plan_base  # the rules brain owns what "the base" means (stacked faults)
-from evolve.memory import describe_changes
+from evolve.records.lessons import describe_changes
 
 SYSTEM = """You are the planning step of an autonomous ML engineer that improves a reinforcement-learning \
 training run, one experiment per round. Each round you propose ONE change to the workspace; it is committed, \

@@ -16,9 +16,9 @@ from evolve.registry import Registry
 
 if TYPE_CHECKING:
     from evolve.brains import Brain
-    from evolve.spec import CampaignSpec
+    from evolve.campaign.spec import CampaignSpec
     from evolve.workloads.base import Workload
-    from evolve.workspace import Workspace
+    from evolve.workspace.repo import Workspace
 
 BRAINS: Registry[Brain] = Registry("brain.kind", "brain")
 
@@ -29,7 +29,7 @@ class RulesOptions:
     moves: str = ""  # a moves YAML file replacing the workload's moves (resolved against the spec's folder)
 
     def __post_init__(self) -> None:
-        from evolve.spec import SpecError
+        from evolve.campaign.spec import SpecError
 
         if self.moves and not Path(self.moves).is_file():
             raise SpecError(f"brain.options.moves: {self.moves}: no such file; give a moves YAML file like "
@@ -38,7 +38,7 @@ class RulesOptions:
 
 def _rules(options: RulesOptions, workload: Workload, workspace: Workspace | None, spec: CampaignSpec) -> Brain:
     from evolve.brains.rules import RulesBrain
-    from evolve.spec import SpecError
+    from evolve.campaign.spec import SpecError
 
     try:
         return RulesBrain(workload, options.moves or None, seed=options.seed)
@@ -74,8 +74,8 @@ BRAINS.add("moe", "evolve.brains.moe:MoEOptions", _moe, "the in-repo MoE model p
 
 def make_brain(spec: CampaignSpec, workload: Workload, workspace: Workspace | None = None) -> Brain:
     """The spec's brain (SpecError naming the option when its options are wrong)."""
+    from evolve.campaign.spec import SpecError, parse_section
     from evolve.registry import UnknownKind
-    from evolve.spec import SpecError, parse_section
 
     kind = spec.brain.kind
     try:

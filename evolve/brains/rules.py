@@ -31,9 +31,10 @@ from typing import Any
 
 import yaml
 
-from evolve.brains import Change, NoRemedyLeft, PlanContext, Proposal, change_key, set_dotted
+from evolve.brains import Change, NoRemedyLeft, PlanContext, Proposal, change_key
 from evolve.triage import CONDITION as _CONDITION
 from evolve.workloads.base import LAUNCH_FILE, Move, Workload, load_workload_playbook
+from evolve.workspace.edits import set_dotted
 
 _OTHER = re.compile(r"=(?P<key>[\w.]+)(?:\*(?P<k>[0-9.eE+-]+))?")  # "=grpo.num_generations*8"
 _OPS = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,

@@ -304,7 +304,7 @@ def _existing_store(uri: str, run_id: str) -> None:
 def _triage_mlflow(run_id: str, book: Playbook) -> Diagnosis:
     """An MLflow run: tags give the trainer's verdict; text artifacts and metric history the evidence.
     (MLflow returns a metric's history as one list, so only the rule keys' histories are fetched.)"""
-    from evolve.mlflow_io import resolve_uri
+    from evolve.records.mlflow_io import resolve_uri
 
     uri = resolve_uri()
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id):

@@ -58,8 +58,8 @@ def for_framework(framework: str | None) -> Workload | None:
 
 def make_workload(spec: Any) -> Workload:
     """The spec's workload (SpecError naming the option when its options are wrong)."""
+    from evolve.campaign.spec import SpecError, parse_section
     from evolve.registry import UnknownKind
-    from evolve.spec import SpecError, parse_section
 
     kind = spec.workload.kind
     try:

@@ -3,7 +3,7 @@
 Why a re-exec. A launched run has the agent's uid, so it can read `/proc/<agent pid>/environ`, and that
 file shows the process's *initial* environment whatever `os.environ`, `unsetenv` or a scrubbed child
 env do later. So `evolve campaign start|resume`, before anything heavy is imported, re-executes itself
-(`os.execve`, same pid, same argv) with only the variables a run may have anyway (evolve/runenv.py's
+(`os.execve`, same pid, same argv) with only the variables a run may have anyway (evolve/launch/runenv.py's
 allow-list). The rest travels to the new image through an inherited anonymous file (a memfd, or a pipe
 where there is none) whose number is in EVOLVE_SECRETS_FD; the new image reads it once and closes it.
 
@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from evolve import runenv
+from evolve.launch import runenv
 
 FD_VAR = "EVOLVE_SECRETS_FD"
 # Read from os.environ by libraries the agent runs in-process: they must stay there to keep working.

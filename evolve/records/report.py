@@ -13,9 +13,10 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from evolve.campaign.spec import better
 from evolve.files import write_atomic
-from evolve.memory import RoundRecord, describe_proposal
-from evolve.spec import better
+from evolve.records.ledger import RoundRecord
+from evolve.records.lessons import describe_proposal
 
 MAX_LESSONS = 20
 _HEADERS = ("round", "commit", "change", "status", "kind", "objective", "verdict", "wall time")

@@ -31,16 +31,20 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from evolve import budget, launcher
-from evolve.brains import NoRemedyLeft, ParentRun, PlanContext, Proposal, apply_changes
+from evolve.brains import NoRemedyLeft, ParentRun, PlanContext, Proposal
+from evolve.campaign import budget
+from evolve.campaign.spec import LaunchSpec
+from evolve.campaign.state import Campaign, RoundState
 from evolve.files import FileFormatError, load_json_object, read_json, write_atomic
-from evolve.memory import Memory, RoundRecord, criticise, describe_changes, one_line
-from evolve.objective import ObjectiveError, judge, read_objective
-from evolve.spec import LaunchSpec
-from evolve.state import Campaign, RoundState
+from evolve.launch import launcher
+from evolve.records.ledger import RoundRecord
+from evolve.records.lessons import criticise, describe_changes, one_line
+from evolve.records.memory import Memory
+from evolve.records.objective import ObjectiveError, judge, read_objective
 from evolve.triage import Diagnosis, Evidence
 from evolve.triage import triage as diagnose
 from evolve.workloads import LAUNCH_FILE
+from evolve.workspace.edits import apply_changes
 
 BASELINE = Proposal("baseline", "Measure the workspace as it is, so every later change has a number to beat.",
                     [], "a first objective (or the first failure to fix)", "campaign")

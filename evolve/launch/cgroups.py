@@ -8,7 +8,7 @@ Each run gets `<our cgroup>/evolve-<launch id>` in the hierarchy of each control
 (pids.max) and `memory` (memory.limit_in_bytes on v1, memory.max on v2). On cgroup v1 each controller is
 its own hierarchy; on v2 a controller is usable only when our own cgroup delegates it
 (cgroup.subtree_control), which an unprivileged session normally does not. The run's first program
-(evolve/runinit.py) joins the groups before it execs the command, so nothing runs outside them.
+(evolve/launch/runinit.py) joins the groups before it execs the command, so nothing runs outside them.
 What is available is probed once per process by making and removing a test group.
 """
 

@@ -5,12 +5,12 @@ Strongest first, each used where it is permitted (probed once per process), and 
 
 - **PID + mount namespace** (`unshare --pid --fork --mount-proc --kill-child`, needs root or
   CAP_SYS_ADMIN): the run sees only its own processes in /proc (not the agent's environ, not the
-  agent's siblings), the real home's credential paths are covered (evolve/runinit.py), and when the
+  agent's siblings), the real home's credential paths are covered (evolve/launch/runinit.py), and when the
   command ends or its init is killed, the kernel kills every process in the namespace, setsid'd or not.
-- **A cgroup per run** (evolve/cgroups.py, where our cgroup is writable): exact membership, pids.max and a
+- **A cgroup per run** (evolve/launch/cgroups.py, where our cgroup is writable): exact membership, pids.max and a
   memory cap on resident memory.
 - **Always**: own process group, rlimits, the agent as child subreaper and an EVOLVE_LAUNCH_ID marker
-  (evolve/proctree.py), swept at the end of every run.
+  (evolve/launch/proctree.py), swept at the end of every run.
 
 `launch.isolation: off` in a spec (or `Containment(namespace=False)`) skips the namespace; the rest stays.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from evolve import cgroups
+from evolve.launch import cgroups
 
 RUNINIT = Path(__file__).with_name("runinit.py")
 # Credential files and folders of common tools, relative to the real home: covered inside the namespace.

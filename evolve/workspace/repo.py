@@ -17,7 +17,7 @@ Refs, all lightweight tags (`git tag -l 'evolve/<name>/*'` lists a campaign):
     refs/tags/evolve/<name>/round-<n>   the commit of round n (round-0 = the starting point); never moved
     refs/tags/evolve/<name>/best        the best round so far; moved by keep(n)
 
-Every git process runs through evolve/gitguard.py: the runs write in this tree, `.git/` included, so no hook
+Every git process runs through evolve/workspace/gitguard.py: the runs write in this tree, `.git/` included, so no hook
 and no program named in a config file the agent did not write ever runs (see there).
 
 Opening an existing workspace of the same campaign resumes it; every method is safe to repeat after a
@@ -37,9 +37,9 @@ from pathlib import Path
 import git
 import yaml
 
-from evolve import gitguard
-from evolve.spec import CampaignSpec
+from evolve.campaign.spec import CampaignSpec
 from evolve.workloads.base import LAUNCH_FILE
+from evolve.workspace import gitguard
 
 # Commits take their identity from these, so the user's repository needs no config (and global is ignored).
 _IDENTITY_ENV = gitguard.IDENTITY_ENV

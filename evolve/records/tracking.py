@@ -22,8 +22,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from evolve.memory import RoundRecord, flatten
-from evolve.mlflow_io import metric_batches, metric_items, param_batches, resolve_uri
+from evolve.records.ledger import RoundRecord
+from evolve.records.lessons import flatten
+from evolve.records.mlflow_io import metric_batches, metric_items, param_batches, resolve_uri
 
 _UNFINISHED = ("RUNNING", "SCHEDULED")
 _END_STATUS = {"finished": "FINISHED", "succeeded": "FINISHED", "done": "FINISHED", "failed": "FAILED",

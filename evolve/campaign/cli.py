@@ -31,7 +31,7 @@ def campaign_main(argv: list[str]) -> int:
     if args.action == "status":
         return _guarded(lambda: _print_status(args.name, args.home, args.json))
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the run cleanly, like Ctrl-C
-    from evolve import campaign
+    from evolve.campaign import runner as campaign
 
     if args.action == "start":
         return _guarded(lambda: campaign.start(args.spec, args.home, args.verbose, name=args.name) and 0,
@@ -47,7 +47,7 @@ def report_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     def run() -> int:
-        from evolve.campaign import report
+        from evolve.campaign.runner import report
 
         md, html = report(args.name, args.home)
         print(md.read_text())
@@ -58,7 +58,7 @@ def report_main(argv: list[str]) -> int:
 
 
 def _print_status(name: str, home: str | None, as_json: bool) -> int:
-    from evolve.campaign import format_status, status
+    from evolve.campaign.runner import format_status, status
 
     s = status(name, home)
     print(json.dumps(s, indent=2) if as_json else format_status(s))
@@ -66,12 +66,12 @@ def _print_status(name: str, home: str | None, as_json: bool) -> int:
 
 
 def _guarded(run, resumable: bool = False, name: str | Callable[[], str] = "") -> int:
-    from evolve.campaign import CampaignError
-    from evolve.memory import LedgerError
-    from evolve.nodes import EditError
-    from evolve.preflight import PreflightError
-    from evolve.spec import SpecError
-    from evolve.workspace import WorkspaceError
+    from evolve.campaign.nodes import EditError
+    from evolve.campaign.preflight import PreflightError
+    from evolve.campaign.runner import CampaignError
+    from evolve.campaign.spec import SpecError
+    from evolve.records.ledger import LedgerError
+    from evolve.workspace.repo import WorkspaceError
 
     try:
         return run()

@@ -7,7 +7,7 @@ round (planning, git, MLflow) is a second or two next to a training run and is n
 
 from __future__ import annotations
 
-from evolve.spec import BudgetSpec
+from evolve.campaign.spec import BudgetSpec
 
 RECENT = 3  # rounds whose mean predicts the next one: failures are short, healthy runs long
 

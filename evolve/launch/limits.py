@@ -1,6 +1,6 @@
 """A run's limits, and the defaults a spec gets when it says nothing (or `auto`).
 
-Defaults, each enforced only by a mechanism that binds here (evolve/sandbox.py says which exist):
+Defaults, each enforced only by a mechanism that binds here (evolve/launch/sandbox.py says which exist):
 
 - wall clock: `launch.timeout_s` (1800 s), always.
 - processes: 8192 tasks (threads count) through the run's cgroup `pids.max`. RLIMIT_NPROC is not used: it
@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from evolve import sandbox
+from evolve.launch import sandbox
 
 MB = 1024 * 1024
 DEFAULT_PROCESSES = 8192

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
+from evolve.campaign.spec import ObjectiveSpec, better
 from evolve.files import FileFormatError, decode_line, load_json_object, open_regular, read_text
-from evolve.memory import one_line
-from evolve.mlflow_io import resolve_uri
-from evolve.spec import ObjectiveSpec, better
+from evolve.records.lessons import one_line
+from evolve.records.mlflow_io import resolve_uri
 
 
 class ObjectiveError(ValueError):

@@ -12,7 +12,7 @@ A campaign lives in `<home>/campaigns/<name>/` (home: `--home`, else $EVOLVE_HOM
 
 Starting checks everything first and refuses rather than overwrite: an existing campaign of that name,
 a memory file that already has rounds, a workspace directory or branch that is already there, a dirty
-user tree, and (evolve/preflight.py) every folder it would make, the memory file and the MLflow store.
+user tree, and (evolve/campaign/preflight.py) every folder it would make, the memory file and the MLflow store.
 A start that fails after the checks removes what it made. Each refusal is a `CampaignError` (or
 SpecError / WorkspaceError / LedgerError) with one line for the CLI.
 """
@@ -36,12 +36,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import StateSnapshot
 
 from evolve.brains.registry import make_brain
-from evolve.files import read_json, write_atomic
-from evolve.graph import build, open_checkpointer, recursion_limit
-from evolve.launcher import describe_spec
-from evolve.memory import Ledger, Memory, RoundRecord, describe_proposal, one_line
-from evolve.mlflow_io import resolve_uri
-from evolve.preflight import (
+from evolve.campaign.graph import build, open_checkpointer, recursion_limit
+from evolve.campaign.preflight import (
     PreflightError,
     Undo,
     check_creatable_dir,
@@ -50,14 +46,20 @@ from evolve.preflight import (
     store_files,
     uri_scheme,
 )
-from evolve.progress import Progress
-from evolve.report import write_report
-from evolve.spec import CampaignSpec, SpecError, load_spec, name_problem, spec_to_dict
-from evolve.state import Campaign, CampaignPaths
-from evolve.tracking import CampaignTracker, NullTracker
+from evolve.campaign.progress import Progress
+from evolve.campaign.spec import CampaignSpec, SpecError, load_spec, name_problem, spec_to_dict
+from evolve.campaign.state import Campaign, CampaignPaths
+from evolve.files import read_json, write_atomic
+from evolve.launch.launcher import describe_spec
+from evolve.records.ledger import Ledger, RoundRecord
+from evolve.records.lessons import describe_proposal, one_line
+from evolve.records.memory import Memory
+from evolve.records.mlflow_io import resolve_uri
+from evolve.records.report import write_report
+from evolve.records.tracking import CampaignTracker, NullTracker
 from evolve.triage import load_playbook
 from evolve.workloads import make_workload
-from evolve.workspace import Workspace, WorkspaceError, campaign_tags
+from evolve.workspace.repo import Workspace, WorkspaceError, campaign_tags
 
 
 class CampaignError(RuntimeError):

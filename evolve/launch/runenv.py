@@ -11,7 +11,7 @@ HOME is a scratch directory the launcher makes for each run, so `~/.aws`, `~/.ne
 `~/.config/gcloud` (and a `.pth` a previous round planted in `~/.local`) are not reached through HOME.
 
 `looks_secret` is a second, separate judgement, used only to decide which of the variables that runs do
-not get may stay in the agent's own `os.environ` (evolve/secrets.py): it never widens what a run sees.
+not get may stay in the agent's own `os.environ` (evolve/launch/secrets.py): it never widens what a run sees.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from evolve.budget import clock
-from evolve.memory import describe_changes, describe_proposal, fmt_num
+from evolve.campaign.budget import clock
+from evolve.records.lessons import describe_changes, describe_proposal, fmt_num
 
 
 class Progress:

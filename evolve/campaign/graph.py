@@ -17,8 +17,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from evolve import nodes
-from evolve.state import Campaign, RoundState
+from evolve.campaign import nodes
+from evolve.campaign.state import Campaign, RoundState
 
 NODES_PER_ROUND = 6  # plan, edit, launch, triage, reflect, decide
 

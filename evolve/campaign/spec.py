@@ -80,8 +80,8 @@ class LaunchSpec:
     command: str  # run through the shell, in the workspace's working tree
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 1800.0
-    launcher: str = "local"  # a row of evolve/launcher.py's LAUNCHERS: local (the only backend so far)
-    # auto: the defaults of evolve/limits.py (what binds on this machine); 0: no limit; N: that limit
+    launcher: str = "local"  # a row of evolve/launch/launcher.py's LAUNCHERS: local (the only backend so far)
+    # auto: the defaults of evolve/launch/limits.py (what binds on this machine); 0: no limit; N: that limit
     max_memory_mb: int | str = "auto"  # N: RLIMIT_AS (address space); auto: 80 % of RAM, resident, via cgroup
     max_cpu_s: int = 0  # RLIMIT_CPU; 0 = no limit (the wall clock bounds a run)
     max_file_mb: int | str = "auto"  # RLIMIT_FSIZE; auto: half the free disk of the run dir
@@ -96,7 +96,7 @@ class LaunchSpec:
         _require(self.keep_checkpoints in ("all", "best"), "launch.keep_checkpoints",
                  f"must be 'all' or 'best', got {self.keep_checkpoints!r}")
         _require(self.timeout_s > 0, "launch.timeout_s", "must be > 0")
-        from evolve.launcher import LAUNCHERS, PLANNED
+        from evolve.launch.launcher import LAUNCHERS, PLANNED
 
         _require(self.launcher in LAUNCHERS, "launch.launcher", f"{self.launcher!r} {PLANNED[self.launcher]}"
                  if self.launcher in PLANNED else f"must be one of {', '.join(LAUNCHERS)}, got {self.launcher!r}")
@@ -108,7 +108,7 @@ class LaunchSpec:
         _require(self.isolation in ("auto", "off"), "launch.isolation",
                  f"must be 'auto' (a PID namespace where permitted) or 'off', got {self.isolation!r}")
         if self.max_processes not in ("auto", 0):
-            from evolve import cgroups  # a process cap binds root only through a pids cgroup
+            from evolve.launch import cgroups  # a process cap binds root only through a pids cgroup
 
             _require("pids" in cgroups.hierarchies(), "launch.max_processes",
                      "cannot be enforced on this machine (no writable pids cgroup, and RLIMIT_NPROC does not "
@@ -134,7 +134,7 @@ class ObjectiveSpec:
     def __post_init__(self) -> None:
         _require(bool(self.metric.strip()), "objective.metric", "must name a metric, e.g. eval/accuracy")
         _require(self.mode in ("max", "min"), "objective.mode", f"must be 'max' or 'min', got {self.mode!r}")
-        from evolve.objective import SOURCES  # the table of readers is the list of sources
+        from evolve.records.objective import SOURCES  # the table of readers is the list of sources
 
         _require(self.source in SOURCES, "objective.source",
                  f"must be one of {', '.join(SOURCES)}, got {self.source!r}")

@@ -6,14 +6,14 @@ Everything a round launches was partly written by a model, so the launcher treat
   workers, torchrun ranks), and a process can leave the group with setsid() or double-fork away. So the
   run is also put in its own PID namespace where the machine allows it (killing its init kills them all),
   in a cgroup per run where one is writable, and in any case the agent is a child subreaper and every run
-  carries an EVOLVE_LAUNCH_ID marker, swept from /proc at the end (evolve/sandbox.py, cgroups.py,
+  carries an EVOLVE_LAUNCH_ID marker, swept from /proc at the end (evolve/launch/sandbox.py, cgroups.py,
   proctree.py). The run *is* its command: when the command ends, whatever it left behind is ended too.
 - **Limits without `preexec_fn`.** `preexec_fn` runs Python between fork and exec, which can deadlock in a
   threaded program (the agent runs LangGraph, MLflow and our own reader thread). Limits are set instead by
-  programs that are exec'd first and then exec the command: evolve/runinit.py (cgroups, the namespace's
+  programs that are exec'd first and then exec the command: evolve/launch/runinit.py (cgroups, the namespace's
   init), then util-linux `prlimit` when installed, otherwise a three-line `python -c` wrapper calling
-  `resource.setrlimit` then `os.execvp`. The defaults are in evolve/limits.py.
-- **An allow-listed environment** (evolve/runenv.py) with HOME at a scratch folder inside the run dir; the
+  `resource.setrlimit` then `os.execvp`. The defaults are in evolve/launch/limits.py.
+- **An allow-listed environment** (evolve/launch/runenv.py) with HOME at a scratch folder inside the run dir; the
   spec's explicit `env` is added verbatim, because the user chose it.
 - **Streaming, bounded.** stdout and stderr are merged and copied line by line into `<run_dir>/launch.log`
   (flushed per line, so triage and people can follow a live run) and to an optional callback. Nothing
@@ -44,11 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from evolve import cgroups, proctree, runenv, sandbox
-from evolve import limits as policy
-from evolve.limits import MB, Limits
-from evolve.sandbox import Containment
-from evolve.spec import LaunchSpec
+from evolve.campaign.spec import LaunchSpec
+from evolve.launch import cgroups, proctree, runenv, sandbox
+from evolve.launch import limits as policy
+from evolve.launch.limits import MB, Limits
+from evolve.launch.sandbox import Containment
 
 __all__ = ["Containment", "LaunchResult", "Limits", "describe_spec", "find_prlimit", "for_spec", "launch",
            "limit_prefix"]

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from evolve.brains import Brain
-    from evolve.memory import Ledger, Memory
-    from evolve.progress import Progress
-    from evolve.spec import CampaignSpec
-    from evolve.tracking import NullTracker
+    from evolve.campaign.progress import Progress
+    from evolve.campaign.spec import CampaignSpec
+    from evolve.records.ledger import Ledger
+    from evolve.records.memory import Memory
+    from evolve.records.tracking import NullTracker
     from evolve.triage import Playbook
     from evolve.workloads.base import Workload
-    from evolve.workspace import Workspace
+    from evolve.workspace.repo import Workspace
 
 
 class RoundState(TypedDict, total=False):
