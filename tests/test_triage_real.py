@@ -69,6 +69,12 @@ def test_place_moves_a_new_case_into_its_threads_half(tmp_path):
     ("loss: -inf\nloss: 0.5\n", "loss", 1),  # key: value
     ("{'loss': np.float64(nan), 'grad_norm': 0.2}\n{'loss': 0.1}\n", "loss", 1),  # numpy reprs
     ("Step,run-7 - train/loss,run-7 - train/loss__MIN\n1,0.5,0.4\n2,NaN,0.3\n3,0.2,0.1\n", "train/loss", 1),  # W&B
+    (",step,loss\n0,1,0.5\n1,2,nan\n", "loss", 1),  # pandas to_csv: an unnamed index column
+    ("step    loss     reward\n10      0.53     0.1\n20      nan      0.0\n", "loss", 1),  # whitespace-aligned
+    ("step\tloss\n1\t0.5\n2\tinf\n", "loss", 1),  # tab-separated
+    ("| step | loss |\n|------|------|\n| 1 | 0.5 |\n| 2 | nan |\n", "loss", 1),  # markdown table
+    ("Epoch 1. Mean loss: 0.412.\nEpoch 2. Mean loss: nan.\n", "loss", 1),  # a value ends the sentence
+    ("Step  Training Loss  Validation Loss\n10    0.61           0.70\n20    nan            0.72\n", "loss", 1),  # HF
 ])
 def test_real_metric_formats_become_series_with_their_non_finite_values(text, key, nonfinite):
     scan = BOOK.scanner()
@@ -82,6 +88,20 @@ def test_a_csv_table_ends_at_the_first_line_that_is_not_a_row():
     scan = BOOK.scanner()
     scan_text(scan, "Step,train/loss\n1,0.5\n2,0.4\nthen the loss went nan\n3,0.9\n")
     assert scan.series["train/loss"].n == 2
+
+
+def test_a_sentence_is_no_table_header_and_a_version_is_no_value():
+    scan = BOOK.scanner()
+    scan_text(scan, "the loss and reward look fine\n1 2 3 4 5 6\nloss 1.2.3 reward v0.4.1\n")
+    assert "loss" not in scan.series and "reward" not in scan.series, sorted(scan.series)
+
+
+def test_a_reward_that_never_moves_is_reward_collapse():
+    """`constant`: every value within `value` of every other; a reward pinned at any level gives GRPO
+    zero advantages."""
+    log = "".join(f"{{'loss': {0.01 * (i % 3):.3f}, 'reward': 0.25, 'kl': {0.001 * i:.4f}}}\n" for i in range(12))
+    d = triage_text(log)
+    assert d.kind == "reward_collapse" and "stayed at 0.25" in d.evidence[0].text, (d.kind, d.evidence)
 
 
 def test_a_tensorboard_csv_takes_its_metric_from_the_file_name(tmp_path):

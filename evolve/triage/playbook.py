@@ -42,8 +42,9 @@ _UNLESS_KEYS = {"keys", "agg", "op", "value", "min_count"}
 _REMEDY_KEYS = {"id", "text", "advice", "when"}  # what a remedy sets is the workload's (playbooks/workloads/)
 OPS = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__}
 _AGGS = ("last", "max", "min", "mean")
-# series ops beyond comparisons: any NaN/Inf; late mean ≥ value × early mean (grows) or ≤ early / value (shrinks)
-TRENDS = ("nonfinite", "grows", "shrinks")
+# series ops beyond comparisons: any NaN/Inf; late mean ≥ value × early mean (grows) or ≤ early / value (shrinks);
+# every value within `value` of every other (constant: a reward that never moves gives no learning signal)
+TRENDS = ("nonfinite", "grows", "shrinks", "constant")
 # `<op> <value>` over a config value: moves' `when` and remedies' `requires` (evaluated by the rules brain)
 CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 

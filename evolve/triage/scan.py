@@ -130,12 +130,13 @@ class LogScan:
                     groups = {k: v for k, v in m.groupdict().items() if v is not None}
                     self.hits[i] = Hit(source, base + n + 1, _printable(text.strip()[:EXCERPT]), groups)
                     break
-        metric_lines: set[int] = set()
+        headers: list[int] = []  # lines that may start a table: shapes whose first line reads as a header
         found: dict[str, list[tuple[list[int], list[float]]]] = {}  # key -> runs of (line indices, values)
         if keys and self._metric_re is not None:
             for g in sorted(set().union(*(index.holding(_shape(k)) for k in keys))):
                 ns = shape_lines[g]
-                metric_lines.update(ns)
+                if _table_header(lines[ns[0]], self._wanted_key) is not None:
+                    headers += ns
                 for key, (ka, kb), (a, b) in self._spans(lines[ns[0]]):
                     if key is not None:  # values sit at the same offsets in every line of the shape
                         cut = operator.itemgetter(slice(a, b))  # map/itemgetter: the slicing runs in C
@@ -146,8 +147,8 @@ class LogScan:
                             found.setdefault(named, []).append(([n], [float(lines[n][a:b])]))
             for key, runs in found.items():
                 self.add_runs(key, runs, base, source)
-        if self.log_metrics and (self._csv or (keys and b"," in chunk) or (base == 0 and _TB_HEADER.match(chunk))):
-            self._tables(chunk.split(b"\n") if not lines else lines, base, source, metric_lines)
+        if self.log_metrics and (self._csv or headers or (base == 0 and _TB_HEADER.match(chunk))):
+            self._tables(chunk.split(b"\n") if not lines else lines, base, source, sorted(headers))
         self.lines = base + chunk.count(b"\n")
         tail = chunk.rsplit(b"\n", RING + 1)[-RING - 1:]
         first = self.lines - len(tail) + 2  # the last piece after the final newline is empty
@@ -181,34 +182,38 @@ class LogScan:
         first, _, last = raw.rpartition(" ")
         return last if first and first.lower() not in _NOT_A_QUALIFIER and self.wants(last) else None
 
-    def _tables(self, lines: list[bytes], base: int, source: str, candidates: set[int]) -> None:
-        """CSV exported from TensorBoard or W&B: a header naming wanted metrics, then rows of numbers. A
-        table may start on any candidate line (one holding a metric name) and run on across chunks."""
+    def _tables(self, lines: list[bytes], base: int, source: str, headers: list[int]) -> None:
+        """Tables of metrics: a header naming wanted metrics, then rows of numbers, the cells split by commas
+        (CSV exported from TensorBoard or W&B), tabs, `|` or runs of spaces (as trainers print a table). A
+        table starts on a header line and may run on across chunks."""
         if self._csv is not None and self._csv[0] != source:
             self._csv = None
         n = 0
         if base == 0 and lines and _TB_HEADER.match(lines[0]):  # TensorBoard names the metric in the file name
             tag = _TB_TAG.search(source.replace("\\", "/").rsplit("/", 1)[-1])
             if tag and (key := next((k for k in _untagged(tag["tag"]) if self.wants(k)), None)):
-                self._csv, n = (source, [None, None, key]), 1
-        # a header is commas between names: no `key: value`, `key=value` or dict punctuation
-        starts = iter(sorted(n for n in candidates if b"," in lines[n] and not _NOT_HEADER.search(lines[n])))
+                self._csv, n = (source, [None, None, key], b","), 1
+        starts = iter(headers)
         while n < len(lines):
             if self._csv is None:
                 n = next((c for c in starts if c >= n), None)
                 if n is None:
                     return
-                self._csv = _csv_header(lines[n], self.wants, source)
+                if (header := _table_header(lines[n], self._wanted_key)) is not None:
+                    self._csv = (source, *header)
                 n += 1
                 continue
-            row = lines[n].strip().split(b",")
-            columns = self._csv[1]
-            if len(row) != len(columns) or not all(_CELL.fullmatch(c.strip()) for c in row):
+            _, columns, delimiter = self._csv
+            row = _cells(lines[n], delimiter)
+            if delimiter == b"|" and row and all(_RULE_CELL.fullmatch(c) for c in row):
+                n += 1  # the |---|---| line under a markdown header
+                continue
+            if len(row) != len(columns) or not all(_CELL.fullmatch(c) for c in row):
                 self._csv = None
                 continue  # the line may start a new table
             for key, cell in zip(columns, row, strict=True):
-                if key is not None and cell.strip():
-                    self.add_metric(key, float(cell.strip().strip(b'"')), base + n + 1, source)
+                if key is not None and cell:
+                    self.add_metric(key, float(cell.strip(b'"')), base + n + 1, source)
             n += 1
 
     # ------------------------------------------------------------------------------ metrics
@@ -275,10 +280,14 @@ class LogScan:
 # (`loss 10.77`, litgpt, nanoGPT).
 _PAIR = re.compile(rb"(?<![\w./@-])(?P<key>[A-Za-z_][\w./@-]*(?: [A-Za-z_][\w./@-]*)?)['\"]?"
                    rb"(?:\s{0,2}[:=]\s{0,2}|\s*\|\s*|\s+)['\"]?"
-                   + _WRAPPED + rb"(?P<val>" + _NUMBER + rb")(?![\w.])")
+                   + _WRAPPED + rb"(?P<val>" + _NUMBER + rb")(?!\w|\.\w)")  # a full stop may end it
 _NOT_A_QUALIFIER = {"cross", "target", "binary", "max", "min", "init", "initial", "coef", "weight"}
-_NOT_HEADER = re.compile(rb"[:={}|\[\]]")
+_NOT_HEADER = re.compile(rb"[:={}\[\]]")
 _CELL = re.compile(rb'"?(' + _NUMBER + rb')?"?')
+_RULE_CELL = re.compile(rb":?-{3,}:?")
+_GAP = re.compile(rb"\s{2,}|\t")
+_COUNTERS = {b"step", b"steps", b"epoch", b"iter", b"iteration", b"it", b"global_step", b"time", b"batch", b"update"}
+_NAME = re.compile(r"[A-Za-z_][\w./@ ()-]*")  # a column name: not a number, no sentence punctuation
 _TB_HEADER = re.compile(rb"\s*Wall time,Step,Value\s*(\n|$)")
 _TB_TAG = re.compile(r"^(?:.*tag-)?(?P<tag>.+?)\.csv$")  # run-<run>-tag-<tag>.csv, as TensorBoard downloads it
 _WANDB_STAT = re.compile(r"__(MIN|MAX|min|max|step)$")
@@ -290,16 +299,40 @@ def _untagged(tag: str) -> list[str]:
     return [tag] + [tag[:i] + "/" + tag[i + 1:] for i in cuts]
 
 
-def _csv_header(line: bytes, wants, source: str) -> tuple[str, list[str | None]] | None:
-    """A CSV header with at least one wanted metric, as column -> key (None: not a metric we read).
-    W&B names a column `<run name> - <key>` (and adds `__MIN`/`__MAX` columns); TensorBoard `Value`."""
-    if line.count(b",") < 1:
+def _cells(line: bytes, delimiter: bytes | None) -> list[bytes]:
+    """A table line's cells (b"  ": two or more spaces; None: any whitespace); a `|` table's outer bars
+    make no cells."""
+    line = line.strip()
+    if delimiter == b"|":
+        line = line.strip(b"|")
+    if delimiter == b"  ":
+        return _GAP.split(line)
+    return [c.strip() for c in line.split(delimiter)]
+
+
+def _table_header(line: bytes, wanted) -> tuple[list[str | None], bytes | None] | None:
+    """A header with at least two names and one wanted metric: (column -> key, None where not a metric we
+    read; the delimiter). `wanted` names a column's key as a `key: value` line would (`Training Loss`
+    is `loss`). W&B names a column `<run name> - <key>` (and adds `__MIN`/`__MAX` columns)."""
+    if _NOT_HEADER.search(line):  # `key: value`, `key=value` or dict punctuation: a metric line, not a header
+        return None
+    stripped = line.strip()
+    delimiter = next((d for d in (b",", b"\t", b"|") if d in stripped), b"  " if _GAP.search(stripped) else None)
+    cells = _cells(line, delimiter)
+    if len(cells) < 2 or len(cells) > 64:
         return None
     keys: list[str | None] = []
-    for cell in line.decode("utf-8", "replace").strip().split(","):
-        name = cell.strip().strip('"').rsplit(" - ", 1)[-1].strip()
-        keys.append(name if name and not _WANDB_STAT.search(name) and wants(name) else None)
-    return (source, keys) if any(keys) else None
+    for cell in cells:
+        name = cell.strip(b'"').decode("utf-8", "replace").rsplit(" - ", 1)[-1].strip()
+        if delimiter is not None and not name:
+            keys.append(None)  # an unnamed column: a pandas index, a trailing comma
+            continue
+        if not _NAME.fullmatch(name):
+            return None  # a number or a sentence: not a header
+        keys.append(None if _WANDB_STAT.search(name) else wanted(name) or wanted(name.lower()))  # `Training Loss`
+    if delimiter is None and 2 * sum(k is not None or c.lower() in _COUNTERS for k, c in zip(keys, cells)) < len(cells):
+        return None  # words split by single spaces: a header of metrics and counters, not a sentence
+    return (keys, delimiter) if any(keys) else None
 
 
 class _ShapeIndex:

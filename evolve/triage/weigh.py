@@ -259,6 +259,14 @@ def _fires(rule: dict, scan: LogScan) -> tuple[Evidence, dict] | None:
         text = f"{key} {'grew' if grew else 'fell'} {early:.3g} → {late:.3g} (×{ratio:.3g})"
         return Evidence(scan.series_source[key], s.last_line, text), {"key": key, "value": f"{late:.4g}",
                                                                       "line": s.last_line}
+    if rule["op"] == "constant":
+        found = scan.find_series(rule["keys"], max(need, 3))
+        if not found or found[1].nonfinite or found[1].max - found[1].min > float(rule["value"]):
+            return None
+        key, s = found
+        text = f"{key} stayed at {s.last:.4g} (all {s.n} values within {float(rule['value']):g})"
+        return Evidence(scan.series_source[key], s.last_line, text), {"key": key, "value": f"{s.last:.4g}",
+                                                                      "line": s.last_line}
     compared = _compare(rule, scan, need)
     if compared is None:
         return None
