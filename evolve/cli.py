@@ -9,6 +9,7 @@
     evolve report NAME
     evolve export CHECKPOINT OUT_DIR   a Hugging Face MiniMaxM2ForCausalLM directory (transformers, vLLM)
     evolve serve CHECKPOINT [--port P] [--engine builtin|vllm]   an OpenAI-compatible server for the model
+    evolve kaggle grade COMP SUBMISSION [--json]    evolve kaggle grade-all RUNS.jsonl [--out FILE]
 
 CHECKPOINT is a checkpoint file or a run directory (meaning its latest checkpoint).
 
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evolve.campaign.cli:report_main", "write a campaign's report (markdown + HTML with a plot)"),
     "export": ("trainer.serve.cli:export_command", "export a checkpoint as a Hugging Face MiniMaxM2 model directory"),
     "serve": ("trainer.serve.cli:serve_main", "serve a checkpoint on an OpenAI-compatible HTTP API"),
+    "kaggle": ("evolve.competition.cli:kaggle_main", "grade Kaggle-style submissions: MLE-bench's metrics, medals"),
 }
 
 
