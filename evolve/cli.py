@@ -10,6 +10,7 @@
     evolve export CHECKPOINT OUT_DIR   a Hugging Face MiniMaxM2ForCausalLM directory (transformers, vLLM)
     evolve serve CHECKPOINT [--port P] [--engine builtin|vllm]   an OpenAI-compatible server for the model
     evolve kaggle grade COMP SUBMISSION [--json]    evolve kaggle grade-all RUNS.jsonl [--out FILE]
+    evolve kaggle prepare --suite dev OUT_DIR        the dev suite: 8 competitions from scikit-learn's bundled data
 
 CHECKPOINT is a checkpoint file or a run directory (meaning its latest checkpoint).
 
@@ -33,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evolve.campaign.cli:report_main", "write a campaign's report (markdown + HTML with a plot)"),
     "export": ("trainer.serve.cli:export_command", "export a checkpoint as a Hugging Face MiniMaxM2 model directory"),
     "serve": ("trainer.serve.cli:serve_main", "serve a checkpoint on an OpenAI-compatible HTTP API"),
-    "kaggle": ("evolve.competition.cli:kaggle_main", "grade Kaggle-style submissions: MLE-bench's metrics, medals"),
+    "kaggle": ("evolve.competition.cli:kaggle_main", "Kaggle-style competitions: grade submissions, prepare a suite"),
 }
 
 

@@ -2,10 +2,12 @@
 
     evolve kaggle grade COMP SUBMISSION [--json] [--metric NAME [--k K]]
     evolve kaggle grade-all RUNS.jsonl [--out REPORT.json]
+    evolve kaggle prepare --suite dev OUT_DIR [--only ID ...]
 
-Exit codes: 0 graded (grade: a valid submission), 1 grade: an invalid submission (its problems listed;
-`valid_submission: false` with --json), 2 bad input: a missing folder or file, an unknown metric, a
-malformed competition.yaml, empty answers, a bad RUNS line (one line on stderr, nothing written).
+Exit codes: 0 graded (grade: a valid submission) or prepared, 1 grade: an invalid submission (its problems
+listed; `valid_submission: false` with --json), 2 bad input: a missing folder or file, an unknown metric, a
+malformed competition.yaml, empty answers, a bad RUNS line, an OUT_DIR in use, scikit-learn or Pillow
+missing for prepare (one line on stderr, nothing written).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from pathlib import Path
 
 from evolve.competition.config import CompetitionError
 from evolve.competition.metrics import METRICS
+from evolve.competition.suite import SUITES
 
 RUN_KEYS = {"competition", "submission", "metric", "k"}
 
 
 def kaggle_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="evolve kaggle", description="Kaggle-style competitions: grade submissions "
-                                "with MLE-bench's metrics and medals, offline.")
+                                "with MLE-bench's metrics and medals, and prepare a suite of competitions, offline.")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     g = sub.add_parser("grade", help="grade one submission: score, validity, medal, above median")
     g.add_argument("competition", metavar="COMP", help="a competition folder: COMP/public + COMP/private (ours) or "
@@ -36,9 +39,13 @@ def kaggle_main(argv: list[str]) -> int:
     a.add_argument("runs", metavar="RUNS.jsonl", help='one run a line: {"competition": DIR, "submission": CSV} '
                                                       '(optional "metric", "k"); paths relative to the file')
     a.add_argument("--out", metavar="FILE", help="write the aggregate report (JSON) here; it must not exist yet")
+    r = sub.add_parser("prepare", help="write a suite of offline competitions (data that ships with scikit-learn)")
+    r.add_argument("--suite", required=True, choices=list(SUITES), help="the suite: dev (8 competitions)")
+    r.add_argument("out", metavar="OUT_DIR", help="a new (or empty) folder; one competition folder each")
+    r.add_argument("--only", metavar="ID", action="append", help="only this competition (repeatable)")
     args = p.parse_args(argv)
     try:
-        return _grade(args) if args.action == "grade" else _grade_all(args)
+        return {"grade": _grade, "grade-all": _grade_all, "prepare": _prepare}[args.action](args)
     except CompetitionError as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
@@ -95,6 +102,13 @@ def _grade_all(args: argparse.Namespace) -> int:
     print(dumps({k: v for k, v in summary.items() if k not in ("competition_reports", "per_competition")}))
     if out is not None:
         print(f"report: {out}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from evolve.competition.suite.prepare import prepare
+
+    prepare(args.suite, Path(args.out), args.only)
     return 0
 
 
