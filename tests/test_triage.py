@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolve.triage import KINDS, TRAINER_KINDS, TargetNotFound, format_text, load_playbook, series, triage
+from evolve.triage import KINDS, TRAINER_KINDS, TargetNotFound, corpus, format_text, load_playbook, series, triage
 from evolve.triage import scan as logscan
 from evolve.triage.regexes import required_literals
 from evolve.triage.scan import LogScan
@@ -117,6 +117,30 @@ def test_the_shipped_regex_index_is_fresh_and_agrees_with_the_analysis():
     assert set(index) == set(shipped), "index holds regexes the playbook no longer has: rebuild it"
     for regex in shipped[::25]:  # a sample: analysing all 700+ is the second this index saves
         assert tuple(index[regex]) == analyse(regex), regex
+
+
+def test_a_relaxed_regex_never_forbids_what_the_regex_allows():
+    """Regression: `(?!1(\\.0*)?)` relaxed to `(?!\\d...)` forbade every digit, so the scanner skipped the
+    lines the real regex matched. A negative lookaround is dropped from the relaxation instead."""
+    from evolve.triage.regexes import relax
+    regex = r"reward (?!1(\.0*)?\b)\d+(\.\d+)? for all"
+    relaxed = re.compile(relax(regex))
+    for line in ("reward 0.43 for all 8", "reward 2 for all", "reward 10 for all"):
+        assert re.search(regex, line) and relaxed.search(line), line
+    assert relax(r"abc(?<!x1)d5") == r"abcd\d"
+
+
+def test_every_shipped_relaxation_matches_every_corpus_line_its_regex_matches():
+    book = load_playbook()
+    lines = {line for case in corpus.load("dev") for line in case.text.splitlines()}
+    for sig in book.signatures:
+        if sig.relaxed is None:
+            continue
+        lost = [line for line in lines if sig.pattern.search(line) and not sig.relaxed.search(line.translate(_ZERO))]
+        assert not lost, (sig.regex, lost[:2])
+
+
+_ZERO = str.maketrans("123456789", "000000000")
 
 
 def test_a_regex_outside_the_index_is_compiled_as_it_loads(tmp_path):

@@ -230,7 +230,7 @@ def test_the_published_accuracy_holds_and_no_failure_is_called_healthy():
     """The README's figure (benchmarks/triage_accuracy.py on the test half) must not quietly get worse."""
     results = [(c, triage_text(c.text, BOOK, c.name)) for c in corpus.load("test")]
     right = sum(c.kind == d.kind for c, d in results) / len(results)
-    assert right >= 0.84, f"test-half accuracy fell to {right:.1%} (published: 84.8%)"
+    assert right >= 0.85, f"test-half accuracy fell to {right:.1%} (published: 85.6%)"
     assert not [c.name for c, d in results if d.kind == "healthy" and c.kind != "healthy"]
 
 
@@ -241,3 +241,15 @@ def test_words_never_turn_a_plain_log_line_or_malformed_output_into_a_failure(tm
     (run / "status.json").write_text("[1]")
     (run / "stdout.log").write_text("step 10 loss 0.5\n")
     assert triage(str(run)).kind == "crash"
+
+
+@pytest.mark.parametrize("report", [
+    "The loss just freezes at 0.693 and does not move.",
+    "loss stops decreasing after 2 hours of training",
+    "my loss is stuck at 2.3 from the start, is this normal?",
+    "the loss doesn't decrease at all",
+])
+def test_a_report_of_a_run_that_does_not_learn_is_never_healthy(report):
+    """Regression: the classifier's `healthy` (p 0.42-0.67) and a `loss ... decreasing` finish signature
+    called these healthy. No kind explains a loss that does not move, so the answer is unknown."""
+    assert triage_text(report).kind != "healthy"

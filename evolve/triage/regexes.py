@@ -85,11 +85,14 @@ _QUANTIFIER = re.compile(r"\{\d*,?\d*\}")
 def relax(regex: str) -> str | None:
     """A digit-blind regex that matches every line `regex` matches (a digit literal becomes \\d, a class
     gains 0-9 or loses its negated digits, a backreference becomes .*), or None when the rewrite is not
-    certain (it must compile and be digit-blind)."""
+    certain (it must compile and be digit-blind). A negative lookaround is dropped: widened, it would forbid
+    more, and the relaxation would skip lines the regex matches."""
     out, i, n = [], 0, len(regex)
     while i < n:
         c = regex[i]
-        if c == "\\":
+        if regex.startswith(("(?!", "(?<!"), i):
+            i = _group_end(regex, i)
+        elif c == "\\":
             nxt = regex[i + 1:i + 2]
             out.append(".*" if nxt.isdigit() else regex[i:i + 2])
             i += 2
@@ -123,6 +126,29 @@ def relax(regex: str) -> str | None:
     except re.error:
         return None
     return relaxed if digit_blind(relaxed) else None
+
+
+def _group_end(regex: str, start: int) -> int:
+    """The index just past the group that opens at `start` (escapes and character classes skipped)."""
+    depth, i, n = 0, start, len(regex)
+    while i < n:
+        c = regex[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            i += 1 + (regex[i + 1:i + 2] == "^")
+            i += regex[i:i + 1] == "]"
+            while i < n and regex[i] != "]":
+                i += 2 if regex[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
 
 
 def _blind(seq) -> bool:

@@ -29,6 +29,11 @@ PROSE_CAP = 0.7  # the most confidence words alone can give
 PROSE_HEALTHY = 0.3
 _ERROR_LINE = re.compile(r"(?i)\b(error|exception|traceback|fatal|killed|segfault|core dumped|abort(ed)?)\b|"
                          r"\bexit(ed)? (code|status|with)\s*[1-9-]")
+# what a user says of a run that is not working; the words alone never call such a report healthy
+_FAILING = re.compile(r"(?i)\b(fail\w*|crash\w*|hang(s|ing)?|hung|stuck|freez\w*|frozen|deadlock\w*|diverg\w*|"
+                      r"explod\w*|collaps\w*|nan|inf|no longer|stops?|stopped|never|not (work|learn|converg|decreas|"
+                      r"improv|mov|chang)\w*|(doesn'?t|does not|didn'?t|did not|won'?t) (work|learn|converg|decreas|"
+                      r"improv|mov|chang)\w*)\b")
 NO_EVIDENCE_CONFIDENCE = 0.25
 CRASH_ROOT = 2.0  # a crash signature this strong names the root when what follows is an `effect_of` kind
 
@@ -122,7 +127,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
             ranked = _rank(book, scores, found)
         why.append((0.0, "classifier: " + ", ".join(f"{k} {q:.2f}" for k, q in guesses[:3])))
     said_healthy = bool(guesses) and guesses[0][0] == "healthy" and guesses[0][1] >= PROSE_HEALTHY and not ranked \
-        and not any(_ERROR_LINE.search(e.text) for e in symptoms) and scores["crash"] == 0 and scores["healthy"] >= 0
+        and not any(_ERROR_LINE.search(e.text) or _FAILING.search(e.text) for e in symptoms) \
+        and scores["crash"] == 0 and scores["healthy"] >= 0
     lead = ranked[0] if ranked else None
     if lead and _effect_of_a_crash(book, lead, found, [k for k in ranked if scores[k] >= DECIDES]):
         lead = None  # the rank that crashed is the cause; the watchdog timeouts on the others followed it
