@@ -253,3 +253,28 @@ def test_a_report_of_a_run_that_does_not_learn_is_never_healthy(report):
     """Regression: the classifier's `healthy` (p 0.42-0.67) and a `loss ... decreasing` finish signature
     called these healthy. No kind explains a loss that does not move, so the answer is unknown."""
     assert triage_text(report).kind != "healthy"
+
+
+class _SaysRewardCollapse:
+    """A classifier stand-in with the weak guess the shipped one gave a real healthy TRL run (p=0.17)."""
+
+    def predict(self, text):
+        return [("reward_collapse", 0.17), ("entropy_collapse", 0.17), ("healthy", 0.15)]
+
+    def words_for(self, text, kind, n=6):
+        return [("reward", 1.0)]
+
+
+def test_words_alone_do_not_overrule_a_finish_marker_in_a_log_with_progress_bars():
+    """Regression (TRL quickstart, round 3): a tqdm bar's `[00:00<?, ?it/s]` and a torch warning's "won't"
+    made the run's log read as a user's question, so a p=0.17 guess beat TRL's `train_runtime` finish."""
+    from evolve.triage.weigh import _REPORT
+    assert not _REPORT.search("Loading weights:   0%|          | 0/39 [00:00<?, ?it/s]")
+    assert _REPORT.search("is this normal?") and _REPORT.search("这样正常吗？")
+    book = load_playbook()
+    book.words = _SaysRewardCollapse()
+    log = ("Loading weights:   0%|          | 0/39 [00:00<?, ?it/s]\n"
+           + "".join(f"{{'loss': 0.01, 'reward': {0.7 + (i % 3) / 20:.2f}, 'kl': 0.001}}\n" for i in range(6))
+           + "UserWarning: no accelerator is found, then device pinned memory won't be used.\n"
+           + "{'train_runtime': '46.17', 'train_samples_per_second': 2.1, 'train_loss': '0.01', 'epoch': '1.0'}\n")
+    assert triage_text(log, book).kind == "healthy"

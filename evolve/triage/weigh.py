@@ -35,6 +35,7 @@ _FAILING = re.compile(r"(?i)\b(fail\w*|crash\w*|hang(s|ing)?|hung|stuck|freez\w*
                       r"improv|mov|chang)\w*|(doesn'?t|does not|didn'?t|did not|won'?t) (work|learn|converg|decreas|"
                       r"improv|mov|chang)\w*)\b")
 NO_EVIDENCE_CONFIDENCE = 0.25
+FINISHED = 1.0  # a finish marker (TRL's train_runtime, a trainer's summary): words alone do not overrule it
 CRASH_ROOT = 2.0  # a crash signature this strong names the root when what follows is an `effect_of` kind
 
 
@@ -132,7 +133,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
     lead = ranked[0] if ranked else None
     if lead and _effect_of_a_crash(book, lead, found, [k for k in ranked if scores[k] >= DECIDES]):
         lead = None  # the rank that crashed is the cause; the watchdog timeouts on the others followed it
-    if lead and scores["healthy"] >= 2 and not symptoms and all(e.source == "classifier" for _, e, _ in found[lead]):
+    if lead and scores["healthy"] >= FINISHED and not symptoms \
+            and all(e.source == "classifier" for _, e, _ in found[lead]):
         lead = None  # a clean finish with nothing wrong in sight: words alone do not overrule it
     if verdict in KINDS and not (verdict == "healthy" and lead):
         kind, confidence = verdict, 1.0
@@ -186,8 +188,10 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
 
 
 # the marks of a user's report rather than a program's output: a question, a complaint, a negation
-_REPORT = re.compile(r"\?|(?i:\b(issue|problem|bug|help|why|how (do|can|to)|any (idea|hint)s?|does ?n[o']t|"
-                     r"can ?n[o']t|won'?t|is ?n[o']t|are ?n[o']t|did ?n[o']t|never|no longer|keeps?|suddenly|"
+# a question is a word then `?` (a tqdm bar's `[00:00<?, ?it/s]` is none), or the full-width `？`
+_REPORT = re.compile(r"(?<=[^\W\d_])\?(?!\w)|？|"
+                     r"(?i:\b(issue|problem|bug|help|why|how (do|can|to)|any (idea|hint)s?|does ?n[o']t|can ?n[o']t|"
+                     r"won'?t|is ?n[o']t|are ?n[o']t|did ?n[o']t|never|no longer|keeps?|suddenly|"
                      r"instead of|expected|should)\b)")
 
 
