@@ -11,6 +11,7 @@
     evolve serve CHECKPOINT [--port P] [--engine builtin|vllm]   an OpenAI-compatible server for the model
     evolve kaggle grade COMP SUBMISSION [--json]    evolve kaggle grade-all RUNS.jsonl [--out FILE]
     evolve kaggle prepare --suite dev OUT_DIR        the dev suite: 8 competitions from scikit-learn's bundled data
+    evolve kaggle run COMP --budget 1h [--brain rules] [--workspace DIR] [--name NAME]   a campaign on a competition
 
 CHECKPOINT is a checkpoint file or a run directory (meaning its latest checkpoint).
 
@@ -34,7 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evolve.campaign.cli:report_main", "write a campaign's report (markdown + HTML with a plot)"),
     "export": ("trainer.serve.cli:export_command", "export a checkpoint as a Hugging Face MiniMaxM2 model directory"),
     "serve": ("trainer.serve.cli:serve_main", "serve a checkpoint on an OpenAI-compatible HTTP API"),
-    "kaggle": ("evolve.competition.cli:kaggle_main", "Kaggle-style competitions: grade submissions, prepare a suite"),
+    "kaggle": ("evolve.competition.cli:kaggle_main",
+               "Kaggle-style competitions: grade, prepare a suite, run a campaign"),
 }
 
 
@@ -59,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _launches_runs(argv: list[str]) -> bool:
-    """`evolve campaign [options] start|resume ...`: the commands whose process launches model-written code."""
+    """`evolve campaign [options] start|resume ...` and `evolve kaggle run ...`: the commands whose process
+    launches model-written code."""
+    if argv[:1] == ["kaggle"]:
+        return "run" in argv[1:2]
     return bool(argv) and argv[0] == "campaign" and any(a in ("start", "resume") for a in argv[1:])
 
 

@@ -70,7 +70,7 @@ workload: {kind: command, options: {config: params.yaml}}
                    "timeout_s": 600.0, "launcher": "local", "max_memory_mb": 4096, "max_cpu_s": 900,
                    "max_file_mb": 64, "max_processes": 0, "isolation": "off", "keep_checkpoints": "all"},
         "objective": {"metric": "score", "mode": "min", "source": "file", "path": "out/score.json",
-                      "noise_margin": 0.01},
+                      "noise_margin": 0.01, "competition": ""},
         "budget": {"rounds": 3, "wall_s": 10000.0, "tokens": 50000},  # "1e4": a YAML 1.1 string; floats accept it
         "brain": {"kind": "openai", "options": {"model": "gpt-x", "temperature": 0.2, "stop": ["a", "b"]}},
         "memory": "/abs/memory/notes.md",

@@ -61,14 +61,15 @@ def test_a_workload_playbook_is_read_strictly(tmp_path):
 
 
 def test_the_registry_lists_the_workloads_and_refuses_an_unknown_one(tmp_path):
-    assert WORKLOADS.names() == ["evolve-trainer", "trl", "command"]
+    assert WORKLOADS.names() == ["evolve-trainer", "trl", "command", "competition"]
     spec = yaml.safe_load((ROOT / "playbooks" / "campaigns" / "quickstart.yaml").read_text())
     spec["workload"] = "trll"
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     from evolve.campaign.spec import load_spec
 
-    with pytest.raises(SpecError, match="workload.kind: 'trll' is not a workload; known: evolve-trainer, trl, command"):
+    with pytest.raises(SpecError, match="workload.kind: 'trll' is not a workload; known: evolve-trainer, trl, command, "
+                                        "competition"):
         load_spec(path)
     spec["workload"] = {"kind": "evolve-trainer", "options": {"colour": "red"}}
     path.write_text(yaml.safe_dump(spec))

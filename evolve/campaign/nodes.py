@@ -232,12 +232,26 @@ def triage(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
         c.progress.say(f"round {state['round']}: the run's output cannot be read; the round counts as a crash: "
                        f"{problem}")
         diagnosis, objective = unreadable_diagnosis(problem), None
+    rejected = _verified(c, run_dir) if not problem and state.get("status") == "succeeded" else []
+    if rejected:  # a run that says it succeeded, whose output the workload refuses (an invalid submission)
+        c.progress.say(f"round {state['round']}: the run succeeded but its output fails the {c.workload.name} "
+                       f"workload's check; the round counts as a crash: {rejected[0]}")
+        diagnosis, objective = rejected_diagnosis(c.workload.name, rejected), None
     if diagnosis["kind"] != "healthy" and (pick := c.brain.choose_kind(diagnosis, diagnosis.get("candidates", []))):
         diagnosis["model"] = pick  # the LLM's pick among the rules' top candidates, beside the rules' kind
     if worded := c.brain.explain(diagnosis):  # a model brain may word the cause; the playbook's stays beside it
         diagnosis["root_cause_playbook"], diagnosis["root_cause"] = diagnosis["root_cause"], worded
     write_atomic(run_dir / "diagnosis.json", json.dumps(diagnosis, indent=2))
-    return {"kind": diagnosis["kind"], "objective": objective, **({"status": "failed"} if problem else {})}
+    return {"kind": diagnosis["kind"], "objective": objective,
+            **({"status": "failed"} if problem or rejected else {})}
+
+
+def _verified(c: Campaign, run_dir: Path) -> list[str]:
+    """The workload's problems with a succeeded run's output, one line each ([] when none)."""
+    try:
+        return [one_line(p, 300) for p in c.workload.verify(run_dir)]
+    except _UNREADABLE as e:
+        return [one_line(f"{type(e).__name__}: {e}", 300)]
 
 
 def _last_healthy(c: Campaign, n: int) -> Path | None:
@@ -246,6 +260,14 @@ def _last_healthy(c: Campaign, n: int) -> Path | None:
         if record.round < n and record.status == "succeeded" and (path := c.paths.run_dir(record.round)).is_dir():
             return path
     return None
+
+
+def rejected_diagnosis(workload: str, problems: list[str]) -> dict[str, Any]:
+    """The diagnosis of a succeeded run whose output its workload refuses: a crash, certain, each problem a
+    piece of evidence, with no config remedy (what the run wrote is wrong, not how it was configured)."""
+    return Diagnosis("crash", 1.0, [Evidence(f"{workload} check", None, p) for p in problems],
+                     f"The run finished, but its output fails the {workload} workload's check: {problems[0]}",
+                     []).to_dict()
 
 
 def unreadable_diagnosis(problem: str) -> dict[str, Any]:

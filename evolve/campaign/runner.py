@@ -211,7 +211,8 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
                         f"{workspace.round_commit(best)[:8]}" if best else
                         # nothing kept: even the baseline failed, so there is nothing it could have beaten
                         "none: no round produced a healthy objective; the tree is at the baseline")
-                     + f". Report: {html}")
+                     + f". Report: {html}"
+                     + (f". {outcome}" if best and (outcome := workload.outcome(paths.run_dir(best))) else ""))
         return final
 
 

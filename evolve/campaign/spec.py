@@ -126,10 +126,14 @@ class ObjectiveSpec:
     metric: str  # e.g. eval/accuracy
     mode: str = "max"  # max | min
     # status: status.json "summary" · metrics: last value in metrics.jsonl · file: a JSON/YAML/`key: value`
-    # file at `path` inside the run dir · mlflow: the run's MLflow metric
+    # file at `path` inside the run dir · mlflow: the run's MLflow metric · competition_cv: the agent's recomputed
+    # CV of the run's oof.csv
     source: str = "status"
     path: str = ""  # relative to the run directory; only for source: file
     noise_margin: float = 0.0  # improvements smaller than this are noise, not progress
+    # source competition_cv: the competition folder whose metric (`metric`) scores the run's oof.csv against
+    # the public training labels (evolve/competition/cv.py); resolved against the spec's folder
+    competition: str = ""
 
     def __post_init__(self) -> None:
         _require(bool(self.metric.strip()), "objective.metric", "must name a metric, e.g. eval/accuracy")
@@ -146,6 +150,12 @@ class ObjectiveSpec:
             # a path that is silently ignored hides a typo in `source`
             _require(not self.path, "objective.path", f"only used with source: file (source is {self.source!r})")
         _require(self.noise_margin >= 0, "objective.noise_margin", "must be >= 0")
+        if self.source == "competition_cv":
+            _require(bool(self.competition), "objective.competition",
+                     "required when source is 'competition_cv': the competition folder whose metric scores oof.csv")
+        else:
+            _require(not self.competition, "objective.competition",
+                     f"only used with source: competition_cv (source is {self.source!r})")
 
 
 @dataclass
@@ -268,6 +278,7 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
     # defaults are the project's homes (./workspaces, ./memory) where evolve runs, not beside the spec
     ws.root = _absolute(base if "root" in given else Path.cwd(), ws.root)
     spec.memory = _absolute(base if raw.get("memory") else Path.cwd(), spec.memory)
+    spec.objective.competition = _absolute(base, spec.objective.competition)
     # an option that names a file means the same file from anywhere too
     for section, paths in ((spec.brain, _BRAIN_PATHS), (spec.workload, _WORKLOAD_PATHS)):
         option = paths.get(section.kind)
@@ -279,7 +290,7 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
 # the option that names a file (outside the workspace), per brain and workload kind: resolved like the
 # spec's other paths
 _BRAIN_PATHS = {"rules": "moves", "moe": "checkpoint"}
-_WORKLOAD_PATHS = {"command": "playbook"}
+_WORKLOAD_PATHS = {"command": "playbook", "competition": "competition"}
 
 
 def parse_section(cls: type, raw: Any, prefix: str) -> Any:

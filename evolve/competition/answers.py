@@ -14,7 +14,7 @@ from pathlib import Path
 
 from evolve.competition.config import CompetitionError
 from evolve.competition.layout import Competition
-from evolve.competition.table import TableError, label, number, read
+from evolve.competition.table import Table, TableError, label, number, read
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,13 @@ def load_answers(comp: Competition) -> Answers:
         table = read(comp.answers, "answers file")
     except TableError as e:
         raise CompetitionError(str(e)) from None
-    path = comp.answers
+    return answers_from_table(comp, table)
+
+
+def answers_from_table(comp: Competition, table: Table) -> Answers:
+    """`table` (the id column and the submission's columns, true values) checked and parsed for the metric: the
+    private answers, or the public training labels that out-of-fold predictions are scored against."""
+    path = table.path
     for column in (comp.id_column, *comp.target_columns):
         if column not in table.header:
             raise CompetitionError(f"{path}: no column {column!r}; the answers need the id column and every "

@@ -3,11 +3,14 @@
     evolve kaggle grade COMP SUBMISSION [--json] [--metric NAME [--k K]]
     evolve kaggle grade-all RUNS.jsonl [--out REPORT.json]
     evolve kaggle prepare --suite dev OUT_DIR [--only ID ...]
+    evolve kaggle run COMP --budget 1h [--brain rules] [--workspace DIR] [--name NAME] [--rounds N]
+                      [--run-timeout 10m] [--metric NAME] [--home DIR] [--verbose]
 
 Exit codes: 0 graded (grade: a valid submission) or prepared, 1 grade: an invalid submission (its problems
 listed; `valid_submission: false` with --json), 2 bad input: a missing folder or file, an unknown metric, a
 malformed competition.yaml, empty answers, a bad RUNS line, an OUT_DIR in use, scikit-learn or Pillow
-missing for prepare (one line on stderr, nothing written).
+missing for prepare (one line on stderr, nothing written). `run` exits as `evolve campaign start` does: 0 when
+the campaign ends, 2 for bad input (nothing created), 130 when interrupted (resumable).
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evolve.competition.config import CompetitionError
 from evolve.competition.metrics import METRICS
 from evolve.competition.suite import SUITES
+
+if TYPE_CHECKING:
+    from evolve.competition.run import RunRequest
 
 RUN_KEYS = {"competition", "submission", "metric", "k"}
 
@@ -43,9 +50,10 @@ def kaggle_main(argv: list[str]) -> int:
     r.add_argument("--suite", required=True, choices=list(SUITES), help="the suite: dev (8 competitions)")
     r.add_argument("out", metavar="OUT_DIR", help="a new (or empty) folder; one competition folder each")
     r.add_argument("--only", metavar="ID", action="append", help="only this competition (repeatable)")
+    _run_arguments(sub)
     args = p.parse_args(argv)
     try:
-        return {"grade": _grade, "grade-all": _grade_all, "prepare": _prepare}[args.action](args)
+        return {"grade": _grade, "grade-all": _grade_all, "prepare": _prepare, "run": _campaign}[args.action](args)
     except CompetitionError as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
@@ -110,6 +118,46 @@ def _prepare(args: argparse.Namespace) -> int:
 
     prepare(args.suite, Path(args.out), args.only)
     return 0
+
+
+def _run_arguments(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="run a campaign on a competition within a budget (resume: evolve campaign "
+                                   "resume NAME)")
+    r.add_argument("competition", metavar="COMP", help="a competition folder (ours or MLE-bench's prepared one)")
+    r.add_argument("--budget", required=True, help="the campaign's wall budget of run time: 24h, 90m, 1h30m, 3600")
+    r.add_argument("--brain", default="rules", help="who plans the rounds (default: rules)")
+    r.add_argument("--workspace", metavar="DIR", default="", help="the folder the solution's git workspace is made "
+                                                                  "in, as DIR/NAME (default: ./workspaces)")
+    r.add_argument("--name", default="", help="the campaign's name (default: the competition's id)")
+    r.add_argument("--rounds", type=int, default=100, help="at most this many rounds (default: 100)")
+    r.add_argument("--run-timeout", default="", help="one run's wall limit (default: 10m, within the budget)")
+    r.add_argument("--template", default="sklearn", help="the solution template (default: sklearn)")
+    r.add_argument("--metric", default="", help="the metric, for a competition without competition.yaml")
+    r.add_argument("--home", help="where campaigns are kept (default: $EVOLVE_HOME, else ./.evolve)")
+    r.add_argument("--verbose", "-v", action="store_true", help="also print each run's output")
+
+
+def _campaign(args: argparse.Namespace) -> int:
+    import signal
+
+    from evolve.campaign.cli import _guarded, _interrupt
+    from evolve.competition.run import RunRequest, run
+
+    req = RunRequest(args.competition, args.budget, args.brain, args.workspace, args.name, args.rounds,
+                     args.run_timeout, args.template, args.metric)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the run cleanly, like Ctrl-C
+    return _guarded(lambda: run(req, args.home, args.verbose) and 0, resumable=True,
+                    name=lambda: req.name or _competition_id(req))
+
+
+def _competition_id(req: RunRequest) -> str:
+    """The campaign's default name, for the resume hint after Ctrl-C ("" when the competition cannot be read)."""
+    from evolve.competition.cv import open_competition
+
+    try:
+        return open_competition(req.competition, req.metric).id
+    except CompetitionError:
+        return ""
 
 
 def _run(path: Path, n: int, line: str) -> tuple[int, dict]:

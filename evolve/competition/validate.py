@@ -29,10 +29,13 @@ class Checked:
     predictions: list[list] | None = None  # per target column, in the answers' id order; None when invalid
 
 
-def validate(comp: Competition, answers: Answers, path: Path) -> Checked:
+def validate(comp: Competition, answers: Answers, path: Path, ids_of: str = "test", what: str = "submission"
+             ) -> Checked:
+    """`ids_of` names the rows `answers` lists in the messages and `what` the file: the test set and a
+    submission, or the training set and out-of-fold predictions."""
     out = Checked()
     try:
-        table = read(path, "submission")
+        table = read(path, what)
     except TableError as e:
         out.problems.append(str(e))
         return out
@@ -48,7 +51,7 @@ def validate(comp: Competition, answers: Answers, path: Path) -> Checked:
     if missing:
         return _bounded(out)
     ids = [i.strip() for i in table.column(comp.id_column)]
-    _check_ids(out, path, comp.id_column, ids, answers.ids)
+    _check_ids(out, path, comp.id_column, ids, answers.ids, ids_of)
     first = {}
     for i, row_id in enumerate(ids):
         first.setdefault(row_id, i)
@@ -67,7 +70,7 @@ def validate(comp: Competition, answers: Answers, path: Path) -> Checked:
     return _bounded(out)
 
 
-def _check_ids(out: Checked, path: Path, column: str, ids: list[str], test_ids: list[str]) -> None:
+def _check_ids(out: Checked, path: Path, column: str, ids: list[str], test_ids: list[str], of: str) -> None:
     known = set(test_ids)
     counts = Counter(ids)
     repeated = [i for i, n in counts.items() if n > 1]
@@ -76,13 +79,13 @@ def _check_ids(out: Checked, path: Path, column: str, ids: list[str], test_ids: 
                             f"one row an id{_more(len(repeated), 'id')}")
     unknown = [i for i in counts if i not in known]
     if unknown:
-        out.problems.append(f"{path}: column {column!r}: id {unknown[0]!r} is not a test id{_more(len(unknown), 'id')}")
+        out.problems.append(f"{path}: column {column!r}: id {unknown[0]!r} is not a {of} id{_more(len(unknown), 'id')}")
     absent = [i for i in test_ids if i not in counts]
     if absent:
-        out.problems.append(f"{path}: column {column!r}: no row for test id {absent[0]!r}"
-                            f"{_more(len(absent), 'id')} ({len(absent)} of {len(test_ids)} test ids missing)")
+        out.problems.append(f"{path}: column {column!r}: no row for {of} id {absent[0]!r}"
+                            f"{_more(len(absent), 'id')} ({len(absent)} of {len(test_ids)} {of} ids missing)")
     if len(ids) != len(test_ids):
-        out.problems.append(f"{path}: {len(ids)} rows, expected {len(test_ids)} (one per test id)")
+        out.problems.append(f"{path}: {len(ids)} rows, expected {len(test_ids)} (one per {of} id)")
 
 
 def _check_column(out: Checked, path: Path, comp: Competition, column: str, row_ids: list[str],

@@ -47,10 +47,24 @@ def _from_tracking(spec: ObjectiveSpec, run_dir: Path, tracking_uri: str) -> Any
     return _from_mlflow(run_dir, spec.metric, tracking_uri)
 
 
+def _from_competition(spec: ObjectiveSpec, run_dir: Path, tracking_uri: str) -> Any:
+    from evolve.competition.config import CompetitionError  # numpy: only competition objectives pay for it
+    from evolve.competition.cv import OOF, CVError, cv_score, open_competition
+
+    if not (run_dir / OOF).exists():
+        return None  # nothing to score (a run that failed before it wrote it): as a `file` objective that is absent
+    try:
+        return cv_score(open_competition(spec.competition, spec.metric), run_dir)
+    except (CVError, CompetitionError) as e:  # a fake or missing CV line, no oof.csv: this round's failure
+        raise ObjectiveError(str(e)) from None
+
+
 # objective.source -> its reader: status.json's summary, the last value in metrics.jsonl, a file the run
-# wrote (JSON/YAML/`key: value`), the run's MLflow metric. The spec accepts exactly these names.
+# wrote (JSON/YAML/`key: value`), the run's MLflow metric, a competition's CV recomputed by the agent from
+# the run's oof.csv (evolve/competition/cv.py). The spec accepts exactly these names.
 SOURCES: dict[str, Callable[[ObjectiveSpec, Path, str], Any]] = {
-    "status": _from_status, "metrics": _from_metrics, "file": _from_path, "mlflow": _from_tracking}
+    "status": _from_status, "metrics": _from_metrics, "file": _from_path, "mlflow": _from_tracking,
+    "competition_cv": _from_competition}
 
 
 def improved(new: float | None, best: float | None, spec: ObjectiveSpec) -> bool:

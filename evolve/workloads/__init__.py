@@ -3,6 +3,7 @@
     evolve-trainer   the in-repo RL trainer (config.yaml of trainer sections)
     trl              a TRL GRPOTrainer script whose GRPOConfig fields live in a YAML section
     command          any command and an objective file; the rules brain only fixes how it is launched
+    competition      a Kaggle-style competition: a solution template's solution.yaml, CV recomputed by the agent
 
 A spec names one (`workload: trl`, or `workload: {kind: command, options: {config: params.yaml}}`); the
 default is evolve-trainer, today's behaviour.
@@ -36,9 +37,17 @@ def _command(options: Any, launch: dict[str, Any]) -> Workload:
     return Command(options, launch)
 
 
+def _competition(options: Any, launch: dict[str, Any]) -> Workload:
+    from evolve.workloads.competition import CompetitionWorkload
+
+    return CompetitionWorkload(options, launch)
+
+
 WORKLOADS.add("evolve-trainer", None, _evolve_trainer, "the in-repo RL trainer (config.yaml)")
 WORKLOADS.add("trl", "evolve.workloads.trl:TRLOptions", _trl, "a TRL GRPOTrainer script configured by YAML")
 WORKLOADS.add("command", "evolve.workloads.command:CommandOptions", _command, "any command plus an objective file")
+WORKLOADS.add("competition", "evolve.workloads.competition:CompetitionOptions", _competition,
+              "a Kaggle-style competition: a solution template, its CV recomputed by the agent")
 
 __all__ = ["LAUNCH_FILE", "WORKLOADS", "Workload", "make_workload"]
 
@@ -70,6 +79,8 @@ def make_workload(spec: Any) -> Workload:
     if isinstance(spec.launch.max_memory_mb, int) and spec.launch.max_memory_mb > 0:
         launch["max_memory_mb"] = spec.launch.max_memory_mb  # `auto` is no number a fix could raise
     try:
-        return WORKLOADS.make(kind, options, launch)
-    except ValueError as e:  # its playbook, named by file and key
+        workload = WORKLOADS.make(kind, options, launch)
+        workload.check_spec(spec)
+    except ValueError as e:  # its playbook or what it needs of the spec, named by file and key
         raise SpecError(f"workload: {kind}: {' '.join(str(e).split())}") from None
+    return workload

@@ -5,7 +5,9 @@ between a run of the in-repo trainer, a TRL script and a user's own command live
   - which file holds the run's config, how it reads and what the run assumes for keys it leaves out;
   - how an edited config is checked before it is written (`validate`: one line naming the key);
   - its playbook (playbooks/workloads/<name>.yaml): improvement moves and, per triage kind, the fixes in
-    its own keys, the limits a fix may only raise, and the key a last-resort perturbation nudges.
+    its own keys, the limits a fix may only raise, and the key a last-resort perturbation nudges;
+  - what it needs of the spec (`check_spec`), what it checks of a succeeded run's output (`verify`) and what
+    the campaign's last line says of the best run (`outcome`): nothing, unless the workload says otherwise.
 
 Triage names the kind and ranks its remedies (playbooks/triage.yaml: ids, text, framework advice); the
 workload says what each remedy *sets* in its config, and may add fixes of its own for a kind. Every
@@ -197,6 +199,23 @@ class Workload:
 
     def check(self, tree: dict[str, Any], where: Path | None) -> None:
         """The workload's own config check (nothing by default)."""
+
+    # ---------------------------------------------------------------------------------- the campaign around it
+
+    def check_spec(self, spec: Any) -> None:
+        """Raise ValueError (one line naming the spec key) when the campaign spec cannot drive this workload
+        (nothing by default; the competition workload insists on its own objective)."""
+
+    def verify(self, run_dir: Path) -> list[str]:
+        """What is wrong with a succeeded run's output beyond its own verdict, one line each ([]: nothing). A
+        problem makes the round a failure with these lines as its evidence (a competition's invalid
+        submission)."""
+        return []
+
+    def outcome(self, run_dir: Path) -> str:
+        """A sentence for the campaign's last line about the best round's run ("" by default; a competition names
+        its submission)."""
+        return ""
 
     # ---------------------------------------------------------------------------------- advice
 

@@ -1,0 +1,102 @@
+"""A Kaggle-style competition as a workload: a solution template's solution.py, whose parameters live in
+solution.yaml (checked by the template's typed schema, evolve/competition/templates.py), run on the
+competition's public data.
+
+The grader stays with the agent. The run is given public/ by path (`--data`), never the private answers: a spec
+whose command or environment names the private folder is refused, and so is one that reads its objective from
+anything but `competition_cv`, the CV the agent recomputes from the run's oof.csv against the public training
+labels (evolve/competition/cv.py). After a run succeeds, its submission.csv is validated against the sample
+submission's ids and columns (no answers needed); an invalid one makes the round a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evolve.competition.answers import Answers
+from evolve.competition.config import CompetitionError
+from evolve.competition.cv import OOF, SUBMISSION, open_competition
+from evolve.competition.table import TableError, read
+from evolve.competition.templates import TEMPLATES, check_solution, facts
+from evolve.competition.validate import validate
+from evolve.workloads.base import Workload
+
+
+@dataclass
+class CompetitionOptions:
+    competition: str  # the competition folder: COMP/{public,private} (ours) or COMP/prepared/... (MLE-bench's)
+    metric: str = ""  # the metric, for a competition without competition.yaml (MLE-bench keeps it elsewhere)
+    config: str = "solution.yaml"  # the solution's parameters, in the workspace
+    template: str = "sklearn"  # a row of evolve/competition/templates.py's TEMPLATES: the schema of `config`
+
+
+class CompetitionWorkload(Workload):
+    name = "competition"
+    playbook_files = ("competition.yaml",)
+
+    def __init__(self, options: CompetitionOptions, launch_defaults: dict | None = None) -> None:
+        if options.template not in TEMPLATES:
+            raise ValueError(f"options.template: {options.template!r} is not a solution template; known: "
+                             f"{', '.join(TEMPLATES)}")
+        self.template = TEMPLATES[options.template]
+        self.comp = open_competition(options.competition, options.metric)  # CompetitionError: one line
+        self.config_file = options.config
+        super().__init__(launch_defaults)
+
+    def defaults(self, tree: dict[str, Any]) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.template.schema()), **facts(self.comp)}
+
+    def check(self, tree: dict[str, Any], where: Path | None) -> None:
+        check_solution(self.template.schema, tree)
+
+    def check_spec(self, spec: Any) -> None:
+        objective, comp = spec.objective, self.comp
+        if objective.source != "competition_cv":
+            raise ValueError(f"objective.source: {objective.source!r}; a competition's objective is competition_cv, "
+                             "the CV the agent recomputes from oof.csv, never a number the solution reports")
+        if open_competition(objective.competition, objective.metric).root.resolve() != comp.root.resolve():
+            raise ValueError(f"objective.competition: {objective.competition} is not the workload's competition "
+                             f"{comp.root}")
+        if objective.metric != comp.metric_name:
+            raise ValueError(f"objective.metric: {objective.metric!r}; the competition's metric is "
+                             f"{comp.metric_name!r}")
+        mode = "min" if comp.lower_is_better else "max"
+        if objective.mode != mode:
+            raise ValueError(f"objective.mode: {objective.mode!r}; {comp.metric_name} is "
+                             f"{'lower' if comp.lower_is_better else 'higher'} is better, so mode is {mode}")
+        private = str(comp.private.resolve())
+        for key, text in [("launch.command", spec.launch.command),
+                          *((f"launch.env.{k}", str(v)) for k, v in spec.launch.env.items())]:
+            if private in text or str(comp.private) in text:
+                raise ValueError(f"{key}: names the competition's private folder {comp.private}; a solution gets "
+                                 f"only the public data ({comp.public})")
+
+    def verify(self, run_dir: Path) -> list[str]:
+        """The submission's problems against the test ids and columns (validate.py's lines, bounded), after a
+        missing oof.csv (without it the agent has no CV to judge the run by)."""
+        oof = Path(run_dir) / OOF
+        missing = [] if oof.is_file() else [f"{oof}: no such file; the solution must write its out-of-fold "
+                                            "predictions, which the agent scores as the run's CV"]
+        return missing + validate(self.comp, self._test_ids, Path(run_dir) / SUBMISSION).problems
+
+    def outcome(self, run_dir: Path) -> str:
+        path = Path(run_dir) / SUBMISSION
+        return f"Best submission: {path}" if path.is_file() else ""
+
+    @functools.cached_property
+    def _test_ids(self) -> Answers:
+        """The test ids, from the sample submission (else public/test.csv): all that validating a submission
+        needs, so the answers are never read for it."""
+        comp = self.comp
+        source = comp.sample_submission or comp.public / "test.csv"
+        try:
+            table = read(source, "sample submission")
+        except TableError as e:
+            raise CompetitionError(str(e)) from None
+        if comp.id_column not in table.header:
+            raise CompetitionError(f"{source}: no column {comp.id_column!r} (the submission's id column)")
+        return Answers(source, [i.strip() for i in table.column(comp.id_column)], [])
