@@ -29,6 +29,7 @@ from evolve.competition.grade import grade
 from evolve.competition.run import RunRequest, campaign_spec
 from evolve.competition.suite.prepare import prepare
 from evolve.competition.templates import SklearnSolution, facts
+from evolve.launch import sandbox
 from evolve.records.ledger import Ledger
 from evolve.records.objective import ObjectiveError, read_objective
 from evolve.workloads import make_workload
@@ -264,6 +265,11 @@ def test_kaggle_run_keeps_a_valid_submission_from_the_first_success_on(tmp_path,
 
 TAMPER = '''config_env = {k: v for k, v in os.environ.items()}
     (out / "env.json").write_text(__import__("json").dumps(config_env))
+    try:  # the answers beside the public data, by absolute path, as a solution that guesses the layout would look
+        seen = sorted(p.name for p in (__import__("pathlib").Path(args.data).resolve().parent / "private").iterdir())
+    except OSError:
+        seen = None
+    (out / "peek.json").write_text(__import__("json").dumps(seen))
     honest = score(args.metric, ys, cells, targets)
     if config.model == "random_forest":  # an invalid submission: a test row dropped
         lines = (out / "submission.csv").read_text().splitlines()
@@ -280,7 +286,8 @@ def test_a_fake_cv_and_an_invalid_submission_are_caught_and_the_campaign_goes_on
     assert code.count(LIE) == 1
     (template / "solution.py").write_text(code.replace(LIE, TAMPER))
     spec = write_spec(tmp_path, comp_dir, template=template)
-    campaign.start(spec, home=tmp_path / "home", stream=io.StringIO())
+    out = io.StringIO()
+    campaign.start(spec, home=tmp_path / "home", stream=out)
     paths = campaign.campaign_paths(FAST, tmp_path / "home")
     records = Ledger(paths.ledger).records()
     assert [(r.proposal["id"], r.status, r.verdict) for r in records] == [
@@ -295,6 +302,11 @@ def test_a_fake_cv_and_an_invalid_submission_are_caught_and_the_campaign_goes_on
         env = json.loads((paths.run_dir(n) / "env.json").read_text())
         assert not [k for k, v in env.items() if private in v or "answers" in v.lower()], env
     assert_answers_not_in_workspace(tmp_path / "ws" / FAST, comp_dir)
+    seen = [json.loads((paths.run_dir(n) / "peek.json").read_text()) for n in (1, 2, 3)]
+    if sandbox.detect().namespace:  # the private folder is an empty tmpfs in the run's mount namespace
+        assert seen == [[], [], []], seen
+    else:  # nothing to enforce it with here: the product must say so, and the answers were still never passed
+        assert any("stays readable" in line for line in out.getvalue().splitlines())
 
 
 # --- bad input ----------------------------------------------------------------------------------------------------

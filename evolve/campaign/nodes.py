@@ -118,6 +118,12 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
         if c.spec.budget.wall_s:  # never run past the campaign's budget by more than a minute
             timeout = min(timeout, max(60.0, c.spec.budget.wall_s - sum(walls)))
         limits, containment = launcher.for_spec(spec, timeout, run_dir)  # `auto` limits resolve on this machine
+        if hidden := c.workload.hidden_paths():
+            if containment.namespace:
+                containment.hide = [*containment.hide, *hidden]
+            else:
+                c.progress.say(f"round {n}: no mount namespace on this machine, so {', '.join(hidden)} stays "
+                               "readable by the run (it is never passed to it)")
         # the training run nests under the round's MLflow run, made now (once) so there is one to nest under
         round_run = c.tracker.round_run(n) or c.parent_run_id
         tracked = {"MLFLOW_TRACKING_URI": c.tracking_uri, "EVOLVE_PARENT_RUN_ID": round_run} \

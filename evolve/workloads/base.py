@@ -206,6 +206,12 @@ class Workload:
         """Raise ValueError (one line naming the spec key) when the campaign spec cannot drive this workload
         (nothing by default; the competition workload insists on its own objective)."""
 
+    def hidden_paths(self) -> list[str]:
+        """Paths a run must not see (a competition's private answers): covered with an empty tmpfs in the run's
+        mount namespace, like the real home's credentials. Where the machine gives no namespace they stay
+        readable, and the launch says so."""
+        return []
+
     def verify(self, run_dir: Path) -> list[str]:
         """What is wrong with a succeeded run's output beyond its own verdict, one line each ([]: nothing). A
         problem makes the round a failure with these lines as its evidence (a competition's invalid

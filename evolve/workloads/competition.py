@@ -75,6 +75,9 @@ class CompetitionWorkload(Workload):
                 raise ValueError(f"{key}: names the competition's private folder {comp.private}; a solution gets "
                                  f"only the public data ({comp.public})")
 
+    def hidden_paths(self) -> list[str]:
+        return [str(self.comp.private.resolve())]  # the answers, even to a solution that knows where they lie
+
     def verify(self, run_dir: Path) -> list[str]:
         """The submission's problems against the test ids and columns (validate.py's lines, bounded), after a
         missing oof.csv (without it the agent has no CV to judge the run by)."""
