@@ -19,6 +19,18 @@ from evolve.competition.table import Table, TableError, read
 TRAIN_FILES = ("train.csv", "train_labels.csv")  # ours and most of MLE-bench's, then its image competitions'
 
 
+def read_keyed(comp: Competition, path: Path, what: str) -> Table:
+    """A table of the competition's rows by id; CompetitionError (one line) when it cannot be read or has no
+    id column."""
+    try:
+        table = read(path, what)
+    except TableError as e:
+        raise CompetitionError(str(e)) from None
+    if comp.id_column not in table.header:
+        raise CompetitionError(f"{path}: no column {comp.id_column!r} (the submission's id column)")
+    return table
+
+
 def train_file(comp: Competition) -> Path:
     for name in TRAIN_FILES:
         if (comp.public / name).is_file():
@@ -31,12 +43,7 @@ def train_labels(comp: Competition) -> Answers:
     """The training ids and their true values, parsed for the metric like answers; CompetitionError (one line)
     when the training file lacks the id column or a way to read every target column."""
     path = train_file(comp)
-    try:
-        table = read(path, "training file")
-    except TableError as e:
-        raise CompetitionError(str(e)) from None
-    if comp.id_column not in table.header:
-        raise CompetitionError(f"{path}: no column {comp.id_column!r} (the submission's id column)")
+    table = read_keyed(comp, path, "training file")
     ids = table.column(comp.id_column)
     targets = comp.target_columns
     missing = [c for c in targets if c not in table.header]

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from evolve.competition.answers import Answers
-from evolve.competition.config import CompetitionError
 from evolve.competition.cv import OOF, SUBMISSION, open_competition
-from evolve.competition.table import TableError, read
+from evolve.competition.labels import read_keyed
 from evolve.competition.templates import TEMPLATES, check_solution, facts
 from evolve.competition.validate import validate
 from evolve.workloads.base import Workload
@@ -96,10 +95,5 @@ class CompetitionWorkload(Workload):
         needs, so the answers are never read for it."""
         comp = self.comp
         source = comp.sample_submission or comp.public / "test.csv"
-        try:
-            table = read(source, "sample submission")
-        except TableError as e:
-            raise CompetitionError(str(e)) from None
-        if comp.id_column not in table.header:
-            raise CompetitionError(f"{source}: no column {comp.id_column!r} (the submission's id column)")
+        table = read_keyed(comp, source, "sample submission")
         return Answers(source, [i.strip() for i in table.column(comp.id_column)], [])
