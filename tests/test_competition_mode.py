@@ -37,6 +37,7 @@ from evolve.workloads.base import LAUNCH_KEYS
 from evolve.workloads.competition import CompetitionOptions, CompetitionWorkload
 from tests.bad_input import Case, cases_ids, run_case, write
 from tests.competitions import make_competition
+from tests.conftest import ROOT
 from tests.test_campaign import round_counts
 
 pytest.importorskip("sklearn", reason="the kaggle extra is not installed (pip install -e '.[kaggle]')")
@@ -360,3 +361,32 @@ def test_a_start_that_fails_leaves_no_spec_behind(tmp_path, monkeypatch, capsys)
 def test_the_objective_names_a_competition_exactly_when_its_source_is_competition_cv(fields, needle):
     with pytest.raises(SpecError, match=needle):
         ObjectiveSpec(metric="macro_f1", **fields)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_solution_run_then_resume_keeps_the_tree_ledger_and_mlflow_in_step(tmp_path, comp_dir):
+    """`kaggle run` killed with SIGKILL while round 2's solution runs; `campaign resume` finishes the same
+    campaign: every round once in the ledger, the memory file, MLflow and git, and the best submission valid."""
+    home = tmp_path / "home"
+    agent = subprocess.Popen([sys.executable, "-m", "evolve", "kaggle", "run", str(comp_dir), "--budget", "1h",
+                              "--rounds", "3", "--home", str(home), "--workspace", str(tmp_path / "ws")],
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pid_file = campaign.campaign_paths(FAST, home).run_dir(2) / "launch.pid"
+    deadline = time.monotonic() + 120
+    while not pid_file.exists():  # written when round 2's solution starts, removed when it ends
+        assert agent.poll() is None, agent.stdout.read()
+        assert time.monotonic() < deadline, "round 2 never started"
+        time.sleep(0.02)
+    agent.kill()
+    agent.wait()
+    resumed = subprocess.run([sys.executable, "-m", "evolve", "campaign", "--home", str(home), "resume", FAST],
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert round_counts(tmp_path, FAST) == {k: [1, 2, 3] for k in ("ledger", "memory", "mlflow", "git")}
+    paths = campaign.campaign_paths(FAST, home)
+    records = Ledger(paths.ledger).records()
+    best = max((r for r in records if r.verdict == "keep"), key=lambda r: r.round)
+    assert grade(open_competition(comp_dir), paths.run_dir(best.round) / "submission.csv").valid_submission
+    assert "Best submission:" in resumed.stdout.strip().splitlines()[-1]
