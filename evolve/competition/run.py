@@ -22,6 +22,7 @@ from evolve.competition.config import CompetitionError
 from evolve.competition.cv import open_competition
 from evolve.competition.layout import Competition
 from evolve.competition.templates import TEMPLATES
+from evolve.files import write_atomic
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -104,8 +105,8 @@ def run(req: RunRequest, home: str | Path | None = None, verbose: bool = False) 
         print(f"note: {note}", file=sys.stderr)
     made = [p for p in (home_dir, spec_file.parent) if not p.exists()]  # what a failed start removes again
     spec_file.parent.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(f"# evolve kaggle run {shlex.quote(req.competition)} --budget {req.budget}\n"
-                         + yaml.safe_dump(spec, sort_keys=False))
+    write_atomic(spec_file, f"# evolve kaggle run {shlex.quote(req.competition)} --budget {req.budget}\n"
+                 + yaml.safe_dump(spec, sort_keys=False))
     try:
         return runner.start(spec_file, home_dir, verbose)
     except BaseException:
