@@ -41,7 +41,8 @@ def campaign_main(argv: list[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="evolve report", description="Write a campaign's report.md and report.html.")
+    p = argparse.ArgumentParser(prog="evolve report", description="Write a campaign's report.md and report.html: "
+                                "its rounds, search tree and objective plot, and a competition's final medal.")
     p.add_argument("name")
     p.add_argument("--home", help="where campaigns are kept (default: $EVOLVE_HOME, else ./.evolve)")
     args = p.parse_args(argv)

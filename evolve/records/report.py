@@ -2,6 +2,8 @@
 
 It is for a person looking at a campaign after (or during) the fact, rebuilt from the ledger's RoundRecords.
 It comes as markdown (for the repository and a terminal) and as one self-contained HTML page (for a browser).
+The search tree (records/tree.py) shows which round each round's edit was made on; a workload may add sections
+of its own (WORKLOAD_SECTIONS: a competition's final medal, records/medal.py).
 The objective plot is inline SVG written as text: no plotting dependency to install on a training box, and the
 page opens offline (attached to an MLflow run, mailed, copied off a cluster) with nothing to fetch and no script.
 """
@@ -11,12 +13,20 @@ from __future__ import annotations
 import html
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evolve.campaign.spec import better
 from evolve.files import write_atomic
 from evolve.records.ledger import RoundRecord
 from evolve.records.lessons import describe_proposal
+from evolve.records.tree import nested_ul, phase, walk
+
+if TYPE_CHECKING:
+    from evolve.campaign.spec import CampaignSpec
+
+Section = tuple[str, list[str]]  # a title and its lines, written as a list in both formats
 
 MAX_LESSONS = 20
 _HEADERS = ("round", "commit", "change", "status", "kind", "objective", "verdict", "wall time")
@@ -25,7 +35,8 @@ _LEGEND = ("green dot: kept · grey ring: reverted · red cross: crashed or no o
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}td{vertical-align:top}figure{margin:1em 0}svg{max-width:100%;height:auto}
-figcaption{color:#666;font-size:.9em}"""
+figcaption{color:#666;font-size:.9em}ul.tree,ul.tree ul{padding-left:1.4em}"""
+_TREE_NOTE = "Each round under the round its edit was made on; the top level was built on the start."
 
 
 # ---------------------------------------------------------------------------------------- facts
@@ -95,6 +106,19 @@ def _failures(records: list[RoundRecord]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _node(r: RoundRecord) -> str:
+    """A tree node's text: round · phase · proposal id · status/kind · objective · verdict."""
+    run = f"{r.status}/{r.kind}" if r.kind else r.status
+    return " · ".join([f"round {r.round}", *filter(None, [phase(r)]), str(r.proposal.get("id") or "—"), run,
+                       _num(_value(r)), r.verdict])
+
+
+def _tree(records: list[RoundRecord], mode: str) -> list[tuple[int, str, bool]]:
+    """(depth, node text, whether it is the best round) in walk order."""
+    best, _ = _best(records, mode)
+    return [(depth, _node(r), best is not None and r.round == best.round) for depth, r in walk(records)]
+
+
 def _lessons(records: list[RoundRecord]) -> list[str]:
     out = [f"round {r.round} ({r.verdict}): {(r.criticism or {}).get('lesson')}"
            for r in reversed(_ordered(records)) if (r.criticism or {}).get("lesson")]
@@ -113,10 +137,16 @@ def _md_table(headers: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
 
 
-def render_markdown(records: list[RoundRecord], *, name: str, metric: str, mode: str = "max") -> str:
+def render_markdown(records: list[RoundRecord], *, name: str, metric: str, mode: str = "max",
+                    sections: Sequence[Section] = ()) -> str:
     _check_mode(mode)
     fails, lessons = _failures(records), _lessons(records)
     lines = [f"# Campaign report: {_md(name)}", ""] + [f"- {_md(s)}" for s in _summary(records, metric, mode)]
+    for title, body in sections:
+        lines += ["", f"## {_md(title)}", ""] + [f"- {_md(s)}" for s in body]
+    lines += ["", "## Search tree", ""]
+    lines += [_TREE_NOTE, ""] + [f"{'  ' * depth}- {_md(text)}" + (" · **best**" if best else "")
+                                 for depth, text, best in _tree(records, mode)] if records else ["No rounds yet."]
     lines += ["", "## Rounds", ""] + (_md_table(_HEADERS, _rows(records)) if records else ["No rounds yet."])
     lines += ["", "## Failures by kind", ""]
     lines += _md_table(("kind", "count"), [[k, str(n)] for k, n in fails]) if fails else ["No failures."]
@@ -227,16 +257,28 @@ def _html_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
 
 
-def render_html(records: list[RoundRecord], *, name: str, metric: str, mode: str = "max") -> str:
+def _html_tree(records: list[RoundRecord], mode: str) -> str:
+    if not records:
+        return "<p>No rounds yet.</p>"
+    items = [(depth, _h(text) + (" · <strong>best</strong>" if best else "")) for depth, text, best in
+             _tree(records, mode)]
+    return f"<p>{_h(_TREE_NOTE)}</p>\n" + nested_ul(items)
+
+
+def render_html(records: list[RoundRecord], *, name: str, metric: str, mode: str = "max",
+                sections: Sequence[Section] = ()) -> str:
     _check_mode(mode)
     fails, lessons = _failures(records), _lessons(records)
+    extra = [f"<h2>{_h(title)}</h2>\n<ul>\n" + "".join(f"<li>{_h(s)}</li>\n" for s in body) + "</ul>"
+             for title, body in sections]
     parts = [
         "<!doctype html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         f"<title>Campaign report: {_h(name)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>",
         f"<h1>Campaign report: {_h(name)}</h1>",
-        "<ul>\n" + "".join(f"<li>{_h(s)}</li>\n" for s in _summary(records, metric, mode)) + "</ul>",
+        "<ul>\n" + "".join(f"<li>{_h(s)}</li>\n" for s in _summary(records, metric, mode)) + "</ul>", *extra,
         "<figure>", objective_svg(records, metric=metric, mode=mode), f"<figcaption>{_h(_LEGEND)}</figcaption>",
         "</figure>",
+        "<h2>Search tree</h2>", _html_tree(records, mode),
         "<h2>Rounds</h2>", _html_table(_HEADERS, _rows(records)) if records else "<p>No rounds yet.</p>",
         "<h2>Failures by kind</h2>",
         _html_table(("kind", "count"), [[k, str(n)] for k, n in fails]) if fails else "<p>No failures.</p>",
@@ -248,11 +290,32 @@ def render_html(records: list[RoundRecord], *, name: str, metric: str, mode: str
 
 
 def write_report(records: list[RoundRecord], out_dir: str | Path, *, name: str, metric: str,
-                 mode: str = "max") -> tuple[Path, Path]:
+                 mode: str = "max", sections: Sequence[Section] = ()) -> tuple[Path, Path]:
     """Write out_dir/report.md and out_dir/report.html; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, page = out / "report.md", out / "report.html"
-    write_atomic(md, render_markdown(records, name=name, metric=metric, mode=mode))
-    write_atomic(page, render_html(records, name=name, metric=metric, mode=mode))
+    write_atomic(md, render_markdown(records, name=name, metric=metric, mode=mode, sections=sections))
+    write_atomic(page, render_html(records, name=name, metric=metric, mode=mode, sections=sections))
     return md, page
+
+
+# ---------------------------------------------------------------------------------------- workload sections
+
+def _medal(spec: CampaignSpec, best: RoundRecord | None, run_dir: Callable[[int], Path]) -> list[str]:
+    from evolve.records.medal import medal_lines  # the graders are imported only for a competition's report
+
+    return medal_lines(spec, best, run_dir)
+
+
+# what a workload adds to its campaign's report, by workload kind: a section's title and the function of its
+# lines (spec, the best round, round n → its run directory); a kind without a row adds nothing
+WORKLOAD_SECTIONS: dict[str, tuple[str, Callable[..., list[str]]]] = {"competition": ("Final medal", _medal)}
+
+
+def workload_sections(spec: CampaignSpec, records: list[RoundRecord],
+                      run_dir: Callable[[int], Path]) -> list[Section]:
+    if spec.workload.kind not in WORKLOAD_SECTIONS:
+        return []
+    title, lines = WORKLOAD_SECTIONS[spec.workload.kind]
+    return [(title, lines(spec, _best(records, spec.objective.mode)[0], run_dir))]
