@@ -59,6 +59,7 @@ brain: {kind: openai, options: {model: gpt-x, temperature: 0.2, stop: [a, b]}}
 memory: /abs/memory/notes.md
 tracking: {uri: "sqlite:///x.db", experiment: exp}
 workload: {kind: command, options: {config: params.yaml}}
+search: {kind: tree, options: {drafts: 3}}
 """)
     spec = load_spec(path)
     assert isinstance(spec, CampaignSpec)
@@ -76,6 +77,7 @@ workload: {kind: command, options: {config: params.yaml}}
         "memory": "/abs/memory/notes.md",
         "tracking": {"uri": "sqlite:///x.db", "experiment": "exp", "enabled": True},
         "workload": {"kind": "command", "options": {"config": "params.yaml"}},
+        "search": {"kind": "tree", "options": {"drafts": 3}},
     }
     assert isinstance(spec.launch.timeout_s, float)
 

@@ -32,6 +32,10 @@ class Proposal:
     target: str = ""  # the failure kind a remedy is meant to remove; empty for improvement moves
     fallback: str = ""  # why the configured brain did not decide this round (then the rules brain did)
     tokens: int = 0  # model tokens spent making it (counted against budget.tokens)
+    # set by plan from the search policy (evolve/campaign/search.py), not by the brain: the round whose commit
+    # the edit is made on (0: the best round of the time, the greedy search) and the tree phase
+    parent: int = 0
+    phase: str = ""  # draft | improve | debug; "" for the greedy search
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,7 +44,8 @@ class Proposal:
     def from_dict(cls, d: dict[str, Any]) -> Proposal:
         changes = [c if isinstance(c, Change) else Change(**c) for c in d.get("changes") or []]
         return cls(d["id"], d.get("hypothesis", ""), changes, d.get("expected", ""), d.get("source", ""),
-                   d.get("target", ""), d.get("fallback", ""), int(d.get("tokens", 0)))
+                   d.get("target", ""), d.get("fallback", ""), int(d.get("tokens", 0)), int(d.get("parent", 0)),
+                   str(d.get("phase", "")))
 
 
 @dataclass
@@ -69,6 +74,13 @@ class PlanContext:
     parent: ParentRun | None = None  # None: no round has run (the plan then reads only `diagnosis`)
     diagnoses: dict[int, dict[str, Any]] = field(default_factory=dict)  # the parent's round and every later one
     launch: dict[str, Any] = field(default_factory=dict)  # the workspace's launch settings (workloads/base.py)
+    # the tree search's phase (evolve/campaign/search.py); "" for the greedy search, where the brain fixes a
+    # failing parent and improves a healthy one. draft: a new, different solution made on the start (the parent
+    # may fail: a draft replaces it rather than fixing it) · debug: fix the failing parent · improve: a move on it
+    phase: str = ""
+    # the tree search's solutions already run: config_digest() of every round's config file. An edit that would
+    # run one of them again is wasted, whichever round it is made on; empty for the greedy search
+    seen: frozenset[str] = frozenset()
 
 
 class NoRemedyLeft(RuntimeError):
@@ -94,16 +106,32 @@ class Brain(Protocol):
         ...
 
 
+def tried_changes(ctx: PlanContext) -> set[tuple]:
+    """The change sets already tried, as change_key()s: anywhere in the campaign for the greedy search; on the
+    same parent for the tree search, where the same edit made on another round is another solution (and one
+    that would run a solution again is caught by `ctx.seen`)."""
+    parent = ctx.parent.round if ctx.parent else 0
+    return {change_key(Proposal.from_dict(h["proposal"]).changes) for h in ctx.history if h.get("proposal")
+            and (not ctx.phase or (h["proposal"].get("parent") or 1) == parent)}
+
+
+def config_digest(tree: Any) -> str:
+    """A canonical form of a loaded config file, so "was this exact solution run before?" is a set lookup."""
+    return repr(_normalised(tree))
+
+
+def _normalised(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.12g}")
+    if isinstance(v, dict):
+        return tuple(sorted((str(k), _normalised(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(_normalised(x) for x in v)
+    return v
+
+
 def change_key(changes: list[Change]) -> tuple:
     """A canonical, hashable form of a change set, so "was this exact edit tried before?" is a set lookup.
     Floats are compared to 12 significant digits: 5e-05 written by one round and 5.0e-5 read back from
     YAML by another are the same edit."""
-    def norm(v: Any) -> Any:
-        if isinstance(v, float):
-            return float(f"{v:.12g}")
-        if isinstance(v, dict):
-            return tuple(sorted((str(k), norm(x)) for k, x in v.items()))
-        if isinstance(v, list):
-            return tuple(norm(x) for x in v)
-        return v
-    return tuple(sorted((c.file, c.key, repr(norm(c.value)), c.patch) for c in changes))
+    return tuple(sorted((c.file, c.key, repr(_normalised(c.value)), c.patch) for c in changes))

@@ -27,7 +27,7 @@ import openai
 import pydantic
 import yaml
 
-from evolve.brains import Change, PlanContext, Proposal, change_key, prompts
+from evolve.brains import Change, PlanContext, Proposal, change_key, prompts, tried_changes
 from evolve.brains.rules import RulesBrain, plan_base
 from evolve.launch import secrets
 from evolve.records.lessons import one_line
@@ -174,8 +174,7 @@ class LLMBrain:
             where = ".".join(str(p) for p in first["loc"]) or "answer"
             raise Rejected(f"invalid JSON answer at {where}: {first['msg']}") from None
         changes = [Change(c.file, c.key, _yaml_value(c.value) if c.key else None, c.patch) for c in answer.changes]
-        tried = {change_key(Proposal.from_dict(h["proposal"]).changes) for h in ctx.history if h.get("proposal")}
-        if change_key(changes) in tried:
+        if change_key(changes) in tried_changes(ctx):
             raise Rejected("this exact change was already tried (see the history); propose a different one")
         self._dry_run(changes)
         # what the change is meant to remove: the failing base's kind (stacked faults), else the last run's

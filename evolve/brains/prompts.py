@@ -150,11 +150,26 @@ def _diagnosis(d: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+# the tree search's phases (evolve/campaign/search.py): what the round is for, on the round it is made on
+_PHASES = {
+    "draft": lambda p: (f"The tree is reset to round {p.round}, the starting solution, before your change. DRAFT a "
+                        "new solution: a different approach or model family from every solution in the history, "
+                        "not a tweak of one."),
+    "debug": lambda p: (f"The tree is reset to round {p.round}, a solution that FAILED ({p.status}, {p.kind}). DEBUG "
+                        "it: fix what the diagnosis and its traceback show, and change nothing else."),
+    "improve": lambda p: (f"The tree is reset to round {p.round}, a solution that succeeded (objective "
+                          f"{'none' if p.objective is None else f'{p.objective:.4g}'}). IMPROVE it with one change "
+                          "you expect to raise its score, keeping its approach."),
+}
+
+
 def _parent(ctx: PlanContext) -> str:
     """The run the tree is reset to before the change, and whether it fails: a move on a broken run is wasted."""
     parent = ctx.parent
     if parent is None:
         return "the workspace as it is"
+    if ctx.phase:
+        return _PHASES[ctx.phase](parent)
     which = "the best round so far" if parent.status == "succeeded" and parent.objective is not None else \
         "the unchanged start: no round has been kept yet"
     text = f"The tree is reset to round {parent.round} ({which}) before your change. "

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from evolve.brains import Change, NoRemedyLeft, PlanContext, Proposal, change_key
+from evolve.brains import Change, NoRemedyLeft, PlanContext, Proposal, change_key, config_digest, tried_changes
 from evolve.triage import CONDITION as _CONDITION
 from evolve.workloads.base import LAUNCH_FILE, Move, Workload, load_workload_playbook
 from evolve.workspace.edits import set_dotted
@@ -73,8 +73,11 @@ class RulesBrain:
         only (possibly none). Otherwise untried remedies for a warning on it, then moves in bandit order,
         then a fresh perturbation (so there is always at least one). A model brain picks among the first
         few (brains/moe.py)."""
-        tried = {change_key(Proposal.from_dict(h["proposal"]).changes) for h in ctx.history if h.get("proposal")}
-        view = Views(self.workload, {self.workload.config_file: ctx.config, LAUNCH_FILE: ctx.launch})
+        tried = tried_changes(ctx)
+        view = Views(self.workload, {self.workload.config_file: ctx.config, LAUNCH_FILE: ctx.launch}, ctx.seen)
+        if ctx.phase == "draft":  # a new solution on the start, whether or not the start runs
+            yield from self._moves(ctx, view, tried, drafts=True)
+            return
         base = plan_base(ctx)
         if base.diagnosis.get("kind") not in (None, "healthy"):
             yield from self._remedies(base.diagnosis, view, tried, base.carried, base.carried_id)
@@ -83,7 +86,8 @@ class RulesBrain:
             yield from self._remedies(base.own, view, tried, [], "")
         if ctx.parent is not None and ctx.parent.failing:
             return  # a move is meant for a healthy run; on a failing parent it only repeats the failure
-        yield from self._moves(ctx, view, tried)
+        # the tree improves a branch within its solution; drafting another one is the draft phase's job
+        yield from self._moves(ctx, view, tried, drafts=False if ctx.phase else None)
         if perturbed := self._perturb(ctx, view, tried):
             yield perturbed
 
@@ -153,8 +157,12 @@ class RulesBrain:
 
     # ------------------------------------------------------------------------------------ improvements
 
-    def _moves(self, ctx: PlanContext, view: Views, tried: set[tuple]) -> Iterator[Proposal]:
+    def _moves(self, ctx: PlanContext, view: Views, tried: set[tuple], drafts: bool | None = None
+               ) -> Iterator[Proposal]:
+        """Moves in bandit order; `drafts` True: only the draft moves, False: none of them, None: all."""
         for move in self._ranked(ctx.history):
+            if drafts is not None and move.draft != drafts:
+                continue
             file = self.workload.file_of(move.file)
             if not all(view.holds(file, k, cond) for k, cond in move.when.items()):
                 continue
@@ -225,6 +233,8 @@ def plan_base(ctx: PlanContext) -> PlanBase:
     """
     parent = ctx.parent
     own = ctx.diagnoses.get(parent.round) if parent else ctx.diagnosis
+    if ctx.phase:  # a tree keeps every fix in the branch it was made on: nothing needs carrying
+        return PlanBase(own or ctx.diagnosis or {})
     if parent is not None and not parent.failing:
         return PlanBase(own or {})
     since = parent.round if parent else 0
@@ -245,6 +255,10 @@ def no_remedy_reason(ctx: PlanContext) -> str:
     """The campaign's stop line when the parent fails and nothing is left to try on it."""
     parent, base = ctx.parent, plan_base(ctx)
     kind = base.diagnosis.get("kind")
+    if ctx.phase == "draft":
+        return "every draft move was tried on the start"
+    if ctx.phase == "improve" and parent is not None:
+        return f"every improvement move was tried on round {parent.round}"
     if parent is not None and not parent.failing:  # healthy, and no move or perturbation is left
         return f"every improvement move was tried on round {parent.round} and this workload has no key to perturb"
     if parent is not None and parent.status == "succeeded" and parent.objective is None:
@@ -263,9 +277,11 @@ class Views:
     """The workspace's config files as the run would see them: each file, else the workload's defaults for
     it, so a relative move on a key the file leaves out (rl.temperature) still has a value to start from."""
 
-    def __init__(self, workload: Workload, trees: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, workload: Workload, trees: dict[str, dict[str, Any]], seen: frozenset[str] = frozenset()
+                 ) -> None:
         self.workload = workload
         self.trees = {f: t or {} for f, t in trees.items()}
+        self.seen = seen  # config_digest()s of the solutions already run (the tree search; empty for greedy)
         self._defaults: dict[str, dict[str, Any]] = {}  # per file, made when first asked for
 
     def tree(self, file: str) -> dict[str, Any]:
@@ -323,7 +339,7 @@ class Views:
         for c in changes:
             if c.key:
                 set_dotted(trees.setdefault(c.file, {}), c.key, c.value)
-        return Views(self.workload, trees)
+        return Views(self.workload, trees, self.seen)
 
     def usable(self, changes: list[Change], tried: set[tuple]) -> bool:
         """New, not a no-op, and still a config the run accepts (the workload's check)."""
@@ -333,6 +349,8 @@ class Views:
                for c in changes):
             return False  # the config already says this: the run would repeat itself
         after = self.with_changes(changes)
+        if self.seen and any(config_digest(after.tree(f)) in self.seen for f in {c.file for c in changes}):
+            return False  # another round already ran this very solution
         try:
             for file in {c.file for c in changes}:
                 self.workload.validate(file, after.tree(file))

@@ -28,11 +28,13 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from evolve.brains import NoRemedyLeft, ParentRun, PlanContext, Proposal
+from evolve.brains import NoRemedyLeft, ParentRun, PlanContext, Proposal, config_digest
 from evolve.campaign import budget
+from evolve.campaign.search import Node
 from evolve.campaign.spec import LaunchSpec
 from evolve.campaign.state import Campaign, RoundState
 from evolve.files import FileFormatError, load_json_object, read_json, write_atomic
@@ -45,6 +47,7 @@ from evolve.triage import Diagnosis, Evidence
 from evolve.triage import triage as diagnose
 from evolve.workloads import LAUNCH_FILE
 from evolve.workspace.edits import apply_changes
+from evolve.workspace.repo import Workspace
 
 BASELINE = Proposal("baseline", "Measure the workspace as it is, so every later change has a number to beat.",
                     [], "a first objective (or the first failure to fix)", "campaign")
@@ -59,44 +62,98 @@ class EditError(RuntimeError):
 def plan(state: RoundState, runtime: Runtime[Campaign]) -> Command[Literal["edit", "finish"]]:
     c = runtime.context
     n = state.get("round", 0) + 1
-    try:
-        proposal = BASELINE if n == 1 else c.brain.propose(plan_context(c, n))
-    except NoRemedyLeft as e:  # the parent fails and nothing is left to fix it with: a move would be wasted
-        c.progress.say(f"round {n}/{c.spec.budget.rounds} · not started · {e}")
-        return Command(update={"stop": str(e)}, goto="finish")
+    if n == 1:
+        proposal, parent = BASELINE, c.workspace.best()
+    else:
+        chosen = _propose(c, n, state.get("best_round", 0))
+        if isinstance(chosen, str):  # nothing is left to try on any node the search offers
+            c.progress.say(f"round {n}/{c.spec.budget.rounds} · not started · {chosen}")
+            return Command(update={"stop": chosen}, goto="finish")
+        proposal, node = chosen
+        # the greedy search builds on the best tag (the start itself while nothing was kept, round 1's tree)
+        parent = c.workspace.round_commit(node.round) if node.phase else c.workspace.best()
     c.progress.planned(n, proposal.to_dict())
-    return Command(update={"round": n, "parent": c.workspace.best(), "proposal": proposal.to_dict(), "commit": "",
+    return Command(update={"round": n, "parent": parent, "proposal": proposal.to_dict(), "commit": "",
                            "run_dir": "", "status": "", "kind": "", "objective": None, "verdict": ""}, goto="edit")
 
 
-def plan_context(c: Campaign, n: int) -> PlanContext:
-    """What the brain sees: the ledger, the last diagnosis, and the parent the edit will be made on (the last
-    kept round, else round 1, the unchanged start) with the diagnoses of it and of every round since."""
+def _propose(c: Campaign, n: int, best_round: int) -> tuple[Proposal, Node] | str:
+    """The brain's proposal on the first node of the search that it has one for, with the node written into
+    it; else the stop reason (for the greedy search, the brain's own)."""
+    records = [r for r in c.ledger.records() if r.round < n]
+    reasons: list[str] = []
+    for node in c.search.candidates(records, best_round, c.spec.objective.mode):
+        try:
+            proposal = c.brain.propose(plan_context(c, n, node))
+        except NoRemedyLeft as e:  # this node has nothing left to try: the next one may
+            reasons.append(str(e))
+            continue
+        return dataclasses.replace(proposal, parent=node.round, phase=node.phase), node
+    if len(reasons) == 1:
+        return reasons[0]
+    return (f"nothing is left to try on any of the {len(reasons)} rounds the {c.spec.search.kind} search offers "
+            f"(first: {reasons[0]})" if reasons else f"the {c.spec.search.kind} search offers no round to build on")
+
+
+def plan_context(c: Campaign, n: int, node: Node | None = None) -> PlanContext:
+    """What the brain sees: the ledger, the last diagnosis, and the parent the edit will be made on with the
+    diagnoses of it and of every round since. Greedy: the parent is the last kept round, else round 1, the
+    unchanged start. A tree node: the parent is the node's round, whose tree the workspace is put at (the config
+    the brain reads is that round's), and the brain is also told the phase and every solution already run."""
     records = [r for r in c.ledger.records() if r.round < n]
     history = [{"round": r.round, "proposal": r.proposal, "verdict": r.verdict, "objective": r.objective,
                 "kind": r.kind} for r in records]
-    kept = [r for r in records if r.verdict == "keep"]
-    base = kept[-1] if kept else next((r for r in records if r.round == 1), None)
+    tree = node is not None and bool(node.phase)
+    if tree:
+        base = next((r for r in records if r.round == node.round), None)
+        c.workspace.reset(c.workspace.round_commit(node.round) or c.workspace.best())
+    else:
+        kept = [r for r in records if r.verdict == "keep"]
+        base = kept[-1] if kept else next((r for r in records if r.round == 1), None)
     parent = ParentRun(base.round, base.status, base.kind, base.objective) if base else None
-    diagnoses = {r.round: d for r in records if base and r.round >= base.round
+    diagnoses = {r.round: d for r in records if base and (r.round == base.round or not tree and r.round > base.round)
                  if (d := read_json(c.paths.run_dir(r.round) / "diagnosis.json"))}
-    return PlanContext(diagnosis=read_json(c.paths.run_dir(n - 1) / "diagnosis.json") or None, history=history,
+    last = diagnoses.get(base.round) if tree and base else read_json(c.paths.run_dir(n - 1) / "diagnosis.json")
+    return PlanContext(diagnosis=last or None, history=history,
                        config=c.workload.read_config(c.workspace.path), memory_summary=c.memory.summary(),
                        round=n, objective_mode=c.spec.objective.mode, parent=parent, diagnoses=diagnoses,
-                       launch=c.workload.read_config(c.workspace.path, LAUNCH_FILE))
+                       launch=c.workload.read_config(c.workspace.path, LAUNCH_FILE),
+                       phase=node.phase if tree else "", seen=_solutions_run(c, records) if tree else frozenset())
+
+
+def _solutions_run(c: Campaign, records: list[RoundRecord]) -> frozenset[str]:
+    """config_digest() of the config file of every round so far, as its commit holds it."""
+    seen = set()
+    for r in records:
+        if r.commit and (text := _file_at(c.workspace, r.commit, c.workload.config_file)) is not None:
+            try:
+                seen.add(config_digest(yaml.safe_load(text) or {}))
+            except yaml.YAMLError:
+                continue  # a hand-broken file is no solution anyone would run again
+    return frozenset(seen)
+
+
+_FILES: dict[tuple[str, str, str], str | None] = {}  # a commit never changes: each round's file is read once
+
+
+def _file_at(workspace: Workspace, sha: str, path: str) -> str | None:
+    key = (str(workspace.path), sha, path)
+    if key not in _FILES:
+        _FILES[key] = workspace.read_at(sha, path)
+    return _FILES[key]
 
 
 def edit(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     c, n = runtime.context, state["round"]
     ws, proposal = c.workspace, Proposal.from_dict(state["proposal"])
     if ws.round_commit(n) is None:
-        ws.revert()  # a crash mid-edit left part of this edit in the tree: start again from the parent
+        ws.reset(state["parent"])  # a crash mid-edit left part of this edit in the tree: start again from the parent
         try:
             ws.check_editable([ch.file for ch in proposal.changes])
             apply_changes(ws.path, proposal.changes, c.workload.validate)
             ws.check_editable(ws.changed_paths())  # a patch may reach files its header did not name
         except (ValueError, OSError) as e:
-            ws.revert()
+            ws.reset(state["parent"])
             raise EditError(f"round {n}: {proposal.source} proposal {proposal.id!r} cannot be applied: {e}") from None
     message = f"round {n}: {describe_changes(state['proposal']['changes'])}\n\n{proposal.hypothesis}\n\n" \
               f"Expected: {proposal.expected}\nProposal: {proposal.source} {proposal.id}\n"
@@ -118,12 +175,14 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
         if c.spec.budget.wall_s:  # never run past the campaign's budget by more than a minute
             timeout = min(timeout, max(60.0, c.spec.budget.wall_s - sum(walls)))
         limits, containment = launcher.for_spec(spec, timeout, run_dir)  # `auto` limits resolve on this machine
-        if hidden := c.workload.hidden_paths():
-            if containment.namespace:
-                containment.hide = [*containment.hide, *hidden]
-            else:
-                c.progress.say(f"round {n}: no mount namespace on this machine, so {', '.join(hidden)} stays "
-                               "readable by the run (it is never passed to it)")
+        hidden, frozen = c.workload.hidden_paths(), c.workload.read_only_paths()
+        if containment.namespace:
+            containment.hide, containment.read_only = [*containment.hide, *hidden], [*containment.read_only, *frozen]
+        elif hidden or frozen:
+            said = [f"{', '.join(hidden)} stays readable by the run (it is never passed to it)"] if hidden else []
+            said += [f"{', '.join(frozen)} stays writable by the run (the {c.workload.name} workload checks after "
+                     "each run that it is unchanged)"] if frozen else []
+            c.progress.say(f"round {n}: no mount namespace on this machine, so {'; '.join(said)}")
         # the training run nests under the round's MLflow run, made now (once) so there is one to nest under
         round_run = c.tracker.round_run(n) or c.parent_run_id
         tracked = {"MLFLOW_TRACKING_URI": c.tracking_uri, "EVOLVE_PARENT_RUN_ID": round_run} \

@@ -32,7 +32,8 @@ class Progress:
 
     def planned(self, n: int, proposal: dict[str, Any]) -> None:
         change = describe_changes(proposal.get("changes"), limit=160)
-        self.say(f"round {n}/{self.rounds} · start · {proposal.get('source')} {proposal.get('id')}: {change}")
+        node = f"{proposal['phase']} on round {proposal.get('parent')} · " if proposal.get("phase") else ""
+        self.say(f"round {n}/{self.rounds} · start · {node}{proposal.get('source')} {proposal.get('id')}: {change}")
 
     def output(self, line: str) -> None:
         if self.verbose:

@@ -47,6 +47,7 @@ from evolve.campaign.preflight import (
     uri_scheme,
 )
 from evolve.campaign.progress import Progress
+from evolve.campaign.search import make_search
 from evolve.campaign.spec import CampaignSpec, SpecError, load_spec, name_problem, spec_to_dict
 from evolve.campaign.state import Campaign, CampaignPaths
 from evolve.files import read_json, write_atomic
@@ -55,7 +56,7 @@ from evolve.records.ledger import Ledger, RoundRecord
 from evolve.records.lessons import describe_proposal, one_line
 from evolve.records.memory import Memory
 from evolve.records.mlflow_io import resolve_uri
-from evolve.records.report import write_report
+from evolve.records.report import workload_sections, write_report
 from evolve.records.tracking import CampaignTracker, NullTracker
 from evolve.triage import load_playbook
 from evolve.workloads import make_workload
@@ -195,7 +196,7 @@ def _drive(spec: CampaignSpec, paths: CampaignPaths, workspace: Workspace, track
                                workload=workload,
                                ledger=Ledger(paths.ledger), memory=Memory(spec.memory), playbook=load_playbook(),
                                progress=progress, tracking_uri=spec.tracking.uri,
-                               parent_run_id=tracker.parent_run_id)
+                               parent_run_id=tracker.parent_run_id, search=make_search(spec))
             first = None if snapshot.values else {"round": 0, "best_round": 0, "best_objective": None, "stop": ""}
             try:
                 final = graph.invoke(first, config, context=context, durability="sync")
@@ -265,8 +266,9 @@ def format_status(s: dict[str, Any]) -> str:
 def report(name: str, home: str | Path | None = None) -> tuple[Path, Path]:
     paths = find(name, home)
     spec = load_spec(paths.spec)
-    return write_report(Ledger(paths.ledger).records(), paths.dir, name=name, metric=spec.objective.metric,
-                        mode=spec.objective.mode)
+    records = Ledger(paths.ledger).records()
+    return write_report(records, paths.dir, name=name, metric=spec.objective.metric, mode=spec.objective.mode,
+                        sections=workload_sections(spec, records, paths.run_dir))
 
 
 # ---------------------------------------------------------------------------------------- helpers

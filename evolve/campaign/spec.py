@@ -193,6 +193,23 @@ class WorkloadSpec:
         _known(WORKLOADS, self.kind)
 
 
+@dataclass
+class SearchSpec:
+    """Which round each edit is made on (evolve/campaign/search.py): `search: tree` or {kind, options}."""
+    kind: str = "greedy"  # greedy: on the best round · tree: AIDE's draft / improve / debug tree
+    options: dict[str, Any] = field(default_factory=dict)  # tree: drafts, debug_depth
+
+    def __post_init__(self) -> None:
+        from evolve.campaign.search import SEARCHES
+        from evolve.registry import UnknownKind
+
+        _known(SEARCHES, self.kind)
+        try:
+            SEARCHES.options(self.kind, self.options, _build, "search.options.")
+        except UnknownKind as e:
+            raise SpecError(str(e)) from None
+
+
 def _known(table: Any, kind: str) -> None:
     """A kind its table (evolve/registry.py) has a row for, else the table's own one-line error."""
     from evolve.registry import UnknownKind
@@ -240,6 +257,7 @@ class CampaignSpec:
     memory: str = ""  # memory file; empty means memory/<name>.md
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)
 
     def __post_init__(self) -> None:
         _require(not (why := name_problem(self.name)), "name", why)
@@ -265,8 +283,9 @@ def load_spec(path: str | Path, name: str | None = None) -> CampaignSpec:
         raise SpecError(f"{path}: top level must be a mapping (name:, workspace:, launch:, objective:, ...)")
     if name is not None:
         raw["name"] = name
-    if isinstance(raw.get("workload"), str):  # `workload: trl` is {kind: trl}
-        raw["workload"] = {"kind": raw["workload"]}
+    for section in ("workload", "search"):  # `workload: trl` is {kind: trl}
+        if isinstance(raw.get(section), str):
+            raw[section] = {"kind": raw[section]}
     try:
         spec = _build(CampaignSpec, raw, "")
     except SpecError as e:

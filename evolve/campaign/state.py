@@ -11,9 +11,11 @@ It is rebuilt from the campaign directory each time the process starts, never ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
+
+from evolve.campaign.search import Greedy, Search
 
 if TYPE_CHECKING:
     from evolve.brains import Brain
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 class RoundState(TypedDict, total=False):
     round: int  # the round in progress, from 1; 0 before the first plan
-    parent: str  # the commit the round builds on (the best round when it was planned)
+    parent: str  # the commit the round builds on (the best round when planned, or the tree search's node)
     proposal: dict[str, Any]  # Proposal.to_dict(): a few key sets, or patches the brain wrote
     commit: str  # the round's own commit (tag evolve/<name>/round-<n>)
     run_dir: str
@@ -86,3 +88,4 @@ class Campaign:
     progress: Progress
     tracking_uri: str
     parent_run_id: str  # the campaign's MLflow run; each round's run nests under it, and its training run under that
+    search: Search = field(default_factory=Greedy)  # which round each edit is made on (evolve/campaign/search.py)

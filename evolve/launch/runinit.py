@@ -2,14 +2,15 @@
 
 Run as `python -I runinit.py SETTINGS_JSON -- COMMAND...` (stdlib only, no evolve import: it runs before
 the command, in the run's environment). SETTINGS: {"cgroups": [dir, ...], "init": bool, "hide": [path, ...],
-"status_fd": int | null}.
+"read_only": [path, ...], "status_fd": int | null}.
 
 1. Join every cgroup in `cgroups` (write our pid to cgroup.procs), so the command and all it forks are in
    them from the first instruction. A failure is said on stderr (it lands in launch.log) and the run goes on.
 2. Without `init`: exec the command.
 3. With `init` we are pid 1 of a fresh PID + mount namespace (`unshare --pid --fork --mount-proc`):
-   - cover each path in `hide` (the real home's credential files and folders) with an empty tmpfs, or
-     /dev/null for a file, in this mount namespace only;
+   - bind each path in `read_only` (what grades the run: the agent's code, a competition's data) onto itself
+     read-only, then cover each path in `hide` (the real home's credential files and folders, a competition's
+     answers) with an empty tmpfs, or /dev/null for a file, in this mount namespace only;
    - fork the command, and stay as init: forward SIGTERM/SIGINT/SIGHUP to every process in the namespace
      (kill(-1): a setsid'd child gets it too), reap every orphan, and when the command ends, write how it
      ended ("exit N" / "signal N") to `status_fd` and exit. The kernel then SIGKILLs whatever is left in the
@@ -22,7 +23,7 @@ import os
 import signal
 import sys
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_RDONLY = 2, 4, 8, 4096, 1
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_RDONLY, MS_REMOUNT, MS_REC = 2, 4, 8, 4096, 1, 32, 16384
 
 
 def main(argv):
@@ -36,6 +37,7 @@ def main(argv):
     status_fd = settings.get("status_fd")
     if not settings.get("init"):
         _exec(command)
+    _read_only(settings.get("read_only", []))
     _hide(settings.get("hide", []))
     child = os.fork()
     if child == 0:
@@ -75,6 +77,19 @@ def _kill_all(sig):
         os.kill(-1, sig)  # every process in the namespace but init
     except ProcessLookupError:
         pass
+
+
+def _read_only(paths):
+    """Bind each path onto itself, then remount the bind read-only: the run may read it, never change it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        target = path.encode()
+        ok = libc.mount(target, target, None, MS_BIND | MS_REC, None) == 0 and \
+            libc.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) == 0
+        if not ok:
+            sys.stderr.write(f"evolve: could not make {path} read-only: {os.strerror(ctypes.get_errno())}\n")
 
 
 def _hide(paths):

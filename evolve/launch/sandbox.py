@@ -44,6 +44,7 @@ class Containment:
     namespace: bool  # launches run in their own PID + mount namespace
     cgroup: dict[str, int] = field(default_factory=dict)  # usable controller -> cgroup version
     hide: list[str] = field(default_factory=list)  # credential paths covered inside the namespace
+    read_only: list[str] = field(default_factory=list)  # paths the run may read but not change (the namespace)
     why_not: str = ""  # why there is no namespace, when there is none
 
 
@@ -87,7 +88,8 @@ def prefix(containment: Containment, cgroup_dirs: list[Path], status_fd: int | N
     if not containment.namespace and not cgroup_dirs:
         return []
     settings = {"cgroups": [str(d) for d in cgroup_dirs], "init": containment.namespace,
-                "hide": containment.hide if containment.namespace else [], "status_fd": status_fd}
+                "hide": containment.hide if containment.namespace else [],
+                "read_only": containment.read_only if containment.namespace else [], "status_fd": status_fd}
     init = [sys.executable, "-I", str(RUNINIT), json.dumps(settings), "--"]
     if containment.namespace:
         return [shutil.which("unshare") or "unshare", *UNSHARE, "--", *init]

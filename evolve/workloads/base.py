@@ -50,6 +50,9 @@ class Move:
     when: dict[str, str] = field(default_factory=dict)
     file: str = ""  # the workload's config file when empty
     scaffold: bool = False  # edits code rather than keys: for a brain that writes code
+    # a whole different solution (another model family): the tree search drafts with these, on the start, and
+    # improves a branch with the others only (evolve/campaign/search.py); the greedy search uses every move
+    draft: bool = False
 
 
 @dataclass
@@ -87,7 +90,7 @@ class WorkloadPlaybook:
 
 
 _TOP = {"moves", "remedies", "limits", "perturb"}
-_MOVE_KEYS = {"id", "hypothesis", "expected", "set", "when", "file", "scaffold"}
+_MOVE_KEYS = {"id", "hypothesis", "expected", "set", "when", "file", "scaffold", "draft"}
 _FIX_KEYS = {"set", "requires", "file", "text"}
 
 
@@ -210,6 +213,12 @@ class Workload:
         """Paths a run must not see (a competition's private answers): covered with an empty tmpfs in the run's
         mount namespace, like the real home's credentials. Where the machine gives no namespace they stay
         readable, and the launch says so."""
+        return []
+
+    def read_only_paths(self) -> list[str]:
+        """Paths a run may read but never change (what grades it: the agent's code, a competition's data): bound
+        read-only in the run's mount namespace. Where the machine gives no namespace they stay writable, the
+        launch says so, and `verify` is where a workload checks that they did not change."""
         return []
 
     def verify(self, run_dir: Path) -> list[str]:

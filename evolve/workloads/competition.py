@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import evolve
 from evolve.competition.answers import Answers
 from evolve.competition.cv import OOF, SUBMISSION, open_competition
 from evolve.competition.labels import read_keyed
@@ -44,6 +47,8 @@ class CompetitionWorkload(Workload):
         self.template = TEMPLATES[options.template]
         self.comp = open_competition(options.competition, options.metric)  # CompetitionError: one line
         self.config_file = options.config
+        # taken before any run: what verify() holds each run's competition folder to
+        self._fingerprint = fingerprint(self.comp.root, self.comp.private)
         super().__init__(launch_defaults)
 
     def defaults(self, tree: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +82,22 @@ class CompetitionWorkload(Workload):
     def hidden_paths(self) -> list[str]:
         return [str(self.comp.private.resolve())]  # the answers, even to a solution that knows where they lie
 
+    def read_only_paths(self) -> list[str]:
+        """The competition (its public data, competition.yaml, leaderboard), the agent's own code (which
+        recomputes the CV) and the Python it runs on: a solution that rewrote any of them could grade itself."""
+        return [str(self.comp.root.resolve()), str(Path(evolve.__file__).resolve().parent), sys.prefix]
+
     def verify(self, run_dir: Path) -> list[str]:
-        """The submission's problems against the test ids and columns (validate.py's lines, bounded), after a
-        missing oof.csv (without it the agent has no CV to judge the run by)."""
+        """A change to the competition's files first (where no namespace made them read-only), then a missing
+        oof.csv (without it the agent has no CV to judge the run by), then the submission's problems against
+        the test ids and columns (validate.py's lines, bounded)."""
+        changed = [f"{path}: the run changed the competition's data (size or time differ from the campaign's "
+                   "start); restore it from its source: no CV computed from it can be trusted"
+                   for path in changed_files(self.comp.root, self.comp.private, self._fingerprint)]
         oof = Path(run_dir) / OOF
         missing = [] if oof.is_file() else [f"{oof}: no such file; the solution must write its out-of-fold "
                                             "predictions, which the agent scores as the run's CV"]
-        return missing + validate(self.comp, self._test_ids, Path(run_dir) / SUBMISSION).problems
+        return changed[:5] + missing + validate(self.comp, self._test_ids, Path(run_dir) / SUBMISSION).problems
 
     def outcome(self, run_dir: Path) -> str:
         path = Path(run_dir) / SUBMISSION
@@ -97,3 +111,22 @@ class CompetitionWorkload(Workload):
         source = comp.sample_submission or comp.public / "test.csv"
         table = read_keyed(comp, source, "sample submission")
         return Answers(source, [i.strip() for i in table.column(comp.id_column)], [])
+
+
+def fingerprint(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `root` but `skip` (the private answers, never shown to a run) → (size, mtime in ns): a
+    stat a file, cheap enough for every round on a folder of images."""
+    skip = skip.resolve()
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if (Path(folder) / d).resolve() != skip]
+        for name in files:
+            stat = (Path(folder) / name).stat()
+            found[str(Path(folder) / name)] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def changed_files(root: Path, skip: Path, before: dict[str, tuple[int, int]]) -> list[str]:
+    """The files added, removed or changed under `root` (but `skip`) since `before` was taken, sorted."""
+    after = fingerprint(root, skip)
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))

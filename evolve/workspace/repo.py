@@ -173,6 +173,18 @@ class Workspace:
         """
         self._reset_hard(self.best())
 
+    def reset(self, sha: str) -> None:
+        """Put the tree at commit `sha` (a round of the tree search's choosing), as revert() puts it at best."""
+        if self.head() != sha or self.is_dirty():
+            self._reset_hard(sha)
+
+    def read_at(self, sha: str, path: str) -> str | None:
+        """File `path` (relative to the workspace) as commit `sha` holds it; None when it holds no such file."""
+        try:
+            return self.repo.git.show(f"{sha}:./{path}")  # ./: relative to the tree, wherever the repo root is
+        except git.GitCommandError:
+            return None
+
     def best(self) -> str:
         ref = self._tag(_best_tag(self.name))
         if ref is None:
