@@ -34,7 +34,7 @@ from langgraph.types import Command
 
 from evolve.brains import NoRemedyLeft, ParentRun, PlanContext, Proposal, config_digest
 from evolve.campaign import budget
-from evolve.campaign.search import Node
+from evolve.campaign.search import Node, ranked_healthy
 from evolve.campaign.spec import LaunchSpec
 from evolve.campaign.state import Campaign, RoundState
 from evolve.files import FileFormatError, load_json_object, read_json, write_atomic
@@ -169,6 +169,9 @@ def launch(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:
     if not done.is_file():
         _set_aside(run_dir)
         run_dir.mkdir(parents=True)
+        earlier = [r for r in c.ledger.records() if r.round < n]
+        c.workload.prepare_run(run_dir, c.workload.read_config(c.workspace.path),
+                               [c.paths.run_dir(r.round) for r in ranked_healthy(earlier, c.spec.objective.mode)])
         spec = _with_launch_fixes(c.spec.launch, c.workload.read_config(c.workspace.path, LAUNCH_FILE))
         walls = [r.wall_s for r in c.ledger.records()]
         timeout = spec.timeout_s

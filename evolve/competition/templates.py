@@ -46,6 +46,7 @@ class SklearnSolution:
     ordinal: bool = True  # quadratic weighted kappa: a regressor's prediction rounded to the nearest grade
     image_size: int = 8  # images: each is resized to image_size x image_size grey pixels, then flattened
     seed: int = 0
+    blend: int = 0  # blend with up to this many of the campaign's best solutions (their oof.csv, in pool/)
 
     def __post_init__(self) -> None:
         if self.model not in FAMILIES:
@@ -58,6 +59,7 @@ class SklearnSolution:
         _within("neighbors", self.neighbors, 1, 500)
         _within("folds", self.folds, 2, 20)
         _within("image_size", self.image_size, 2, 256)
+        _within("blend", self.blend, 0, 20)
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,10 @@ class Workload:
         readable, and the launch says so."""
         return []
 
+    def prepare_run(self, run_dir: Path, config: dict[str, Any], healthy: list[Path]) -> None:
+        """Put what a run needs from earlier rounds into its run directory before it starts (nothing by default;
+        a competition's blend pool). `healthy`: the run directories of the rounds that succeeded, best first."""
+
     def read_only_paths(self) -> list[str]:
         """Paths a run may read but never change (what grades it: the agent's code, a competition's data): bound
         read-only in the run's mount namespace. Where the machine gives no namespace they stay writable, the

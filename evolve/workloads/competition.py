@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,19 @@ class CompetitionWorkload(Workload):
 
     def hidden_paths(self) -> list[str]:
         return [str(self.comp.private.resolve())]  # the answers, even to a solution that knows where they lie
+
+    def prepare_run(self, run_dir: Path, config: dict[str, Any], healthy: list[Path]) -> None:
+        """With `blend: K`, the best 2K earlier solutions' oof.csv and submission.csv, copied to pool/round-N/
+        (copies: a run may write its own run directory, never an earlier one's)."""
+        k = config.get("blend") or 0
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            return
+        for source in healthy[:2 * k]:
+            if all((source / name).is_file() for name in (OOF, SUBMISSION)):
+                member = Path(run_dir) / "pool" / source.name
+                member.mkdir(parents=True, exist_ok=True)
+                for name in (OOF, SUBMISSION):
+                    shutil.copyfile(source / name, member / name)
 
     def read_only_paths(self) -> list[str]:
         """The competition (its public data, competition.yaml, leaderboard), the agent's own code (which

@@ -9,6 +9,12 @@ per id under train/ and test/ (labels in train.csv). It writes to DIR (default $
   oof.csv         the same columns for every training id, each predicted by the fold model that never saw it;
 and prints `cv_score: <float>`, the metric on oof.csv as written. The agent recomputes that score from
 oof.csv itself, so the printed line must be the truth.
+
+With `blend: K` the model's predictions are blended with those of the solutions the agent put in DIR/pool/
+(one folder each, holding that solution's oof.csv and submission.csv: the campaign's best rounds): Caruana's
+ensemble selection, with replacement, of at most K of them beside this model, on the out-of-fold predictions
+(a mean of probabilities or values, a vote of labels). The weights are chosen on oof.csv, so its score is a
+little optimistic.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from pathlib import Path
 # one thread unless the launch says otherwise: the same numbers on any machine, and no OpenMP threads spinning
 # against other runs on a shared one (boosting slowed 50x so on two busy cores)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# the same budget for scikit-learn's joblib workers (n_jobs), so N runs side by side keep to their share
+THREADS = int(os.environ["OMP_NUM_THREADS"]) if os.environ["OMP_NUM_THREADS"].isdigit() else 1
 
 import numpy as np  # noqa: E402  (after the thread count, which OpenMP reads when it loads)
 import yaml  # noqa: E402
@@ -30,7 +38,7 @@ import yaml  # noqa: E402
 # what solution.yaml may set, with the defaults (the agent's schema: evolve/competition/templates.py)
 DEFAULTS = {"model": "hist_gradient_boosting", "trees": 100, "learning_rate": 0.1, "max_depth": 0, "l2": 0.0,
             "c": 1.0, "neighbors": 10, "folds": 5, "scale": True, "log_target": False, "ordinal": True,
-            "image_size": 8, "seed": 0}
+            "image_size": 8, "seed": 0, "blend": 0}
 FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gradient_boosting", "knn")
 KINDS = {"accuracy": "labels", "macro_f1": "labels", "quadratic_weighted_kappa": "labels", "roc_auc": "probabilities",
          "log_loss": "probabilities", "rmse": "values", "rmsle": "values", "mae": "values"}
@@ -144,14 +152,14 @@ def make_model(config: argparse.Namespace, classify: bool, rows: int) -> object:
             linear_model.Ridge(alpha=1 / config.c)
     elif family in ("random_forest", "extra_trees"):
         cls = getattr(ensemble, ("RandomForest" if family == "random_forest" else "ExtraTrees") + side)
-        model = cls(n_estimators=config.trees, max_depth=depth, random_state=seed)
+        model = cls(n_estimators=config.trees, max_depth=depth, random_state=seed, n_jobs=THREADS)
     elif family == "hist_gradient_boosting":
         model = getattr(ensemble, "HistGradientBoosting" + side)(
             max_iter=config.trees, learning_rate=config.learning_rate, max_depth=depth, l2_regularization=config.l2,
             early_stopping=False, random_state=seed)
         return model  # takes NaN as it is, and needs no scaling
     else:
-        model = getattr(neighbors, "KNeighbors" + side)(n_neighbors=min(config.neighbors, rows))
+        model = getattr(neighbors, "KNeighbors" + side)(n_neighbors=min(config.neighbors, rows), n_jobs=THREADS)
     scale = [StandardScaler()] if config.scale and family in ("linear", "knn") else []
     return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), *scale, model)
 
@@ -231,6 +239,63 @@ def score(metric: str, truth: list[np.ndarray], cells: list[list[str]], targets:
     return float(np.mean(per))
 
 
+def read_pool(pool: Path, header: list[str], train_ids: list[str], test_ids: list[str], numeric: bool
+              ) -> list[tuple[str, list[np.ndarray], list[np.ndarray]]]:
+    """Each pool member's (name, oof columns, test columns), rows in our id order; a member whose files do not
+    match ours (columns, ids) is left out with a line saying why."""
+    members = []
+    for folder in sorted(p for p in pool.iterdir() if p.is_dir()) if pool.is_dir() else []:
+        try:
+            both = []
+            for name, ids in (("oof.csv", train_ids), ("submission.csv", test_ids)):
+                table = read_csv(folder / name)
+                if table[0] != header:
+                    raise ValueError(f"{name} has columns {table[0]}")
+                rows = {row[0].strip(): row[1:] for row in table[1]}
+                cols = [np.array([rows[i][j] for i in ids], dtype=float if numeric else object)
+                        for j in range(len(header) - 1)]
+                both.append(cols)
+            members.append((folder.name, *both))
+        except (OSError, ValueError, KeyError, IndexError) as e:
+            print(f"blend: {folder.name} left out: {type(e).__name__}: {e}")
+    return members
+
+
+def combine(parts: list[list[np.ndarray]], numeric: bool) -> list[np.ndarray]:
+    """The mean of each column over `parts` (repeats weigh more), or for labels the vote (ties: the first)."""
+    if numeric:
+        return [np.mean([p[j] for p in parts], axis=0) for j in range(len(parts[0]))]
+    out = []
+    for j in range(len(parts[0])):
+        votes = np.array([p[j] for p in parts], dtype=object)
+        out.append(np.array([max(dict.fromkeys(col), key=list(col).count) for col in votes.T], dtype=object))
+    return out
+
+
+def blend(k: int, pool: Path, own_oof: tuple, own_test: tuple, header: list[str], metric_of, kind: str,
+          metric: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Caruana's greedy ensemble selection over this model and the pool: start from the best of them alone,
+    then add (with replacement) whichever most improves the out-of-fold score, at most k times; stop when
+    none does."""
+    numeric = kind != "labels"
+    as_array = (lambda c: np.asarray(c, dtype=float)) if numeric else (lambda c: np.asarray(c, dtype=object))
+    members = [("this model", [as_array(c) for c in own_oof[1]], [as_array(c) for c in own_test[1]]),
+               *read_pool(pool, header, own_oof[0], own_test[0], numeric)]
+    lower = metric in ("log_loss", "rmse", "rmsle", "mae")
+    pick = min if lower else max
+    best, first = pick((metric_of(m[1]), i) for i, m in enumerate(members))
+    chosen = [members[first]]
+    for _ in range(k if len(members) > 1 else 0):
+        value, i = pick((metric_of(combine([*(c[1] for c in chosen), m[1]], numeric)), i)
+                        for i, m in enumerate(members))
+        if not (value < best if lower else value > best):
+            break
+        best = value
+        chosen.append(members[i])
+    print(f"blend: {' + '.join(c[0] for c in chosen)} of {len(members)} solutions (out-of-fold {metric} {best:.6g})")
+    return combine([c[1] for c in chosen], numeric), combine([c[2] for c in chosen], numeric)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the competition's public/ folder")
@@ -268,11 +333,15 @@ def main() -> None:
                 col[held_out] = values
         oof += columns
         predictions += fit_predict(config, mode, X, y, X_test, targets, args.metric)
+    if config.blend:
+        oof, predictions = blend(config.blend, out / "pool", (train_ids, oof), (test_ids, predictions), sample[0],
+                                 lambda columns: score(args.metric, ys, [[cell(v) for v in c] for c in columns],
+                                                       targets), kind, args.metric)
     out.mkdir(parents=True, exist_ok=True)
     cells = write(out / "oof.csv", sample[0], train_ids, oof)
     write(out / "submission.csv", sample[0], test_ids, predictions)
     print(f"model: {config.model}, {len(folds)} folds, {len(train_ids)} training rows, {len(test_ids)} test rows, "
-          f"{X.shape[1]} features")
+          f"{X.shape[1]} features, {THREADS} thread{'s' * (THREADS != 1)}")
     print(f"cv_score: {score(args.metric, ys, cells, targets)!r}")
     print(f"wall_s: {time.perf_counter() - began:.2f}")
     print("status: succeeded")
