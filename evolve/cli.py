@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _launches_runs(argv: list[str]) -> bool:
-    """`evolve campaign [options] start|resume ...` and `evolve kaggle run ...`: the commands whose process
+    """`evolve campaign [options] start|resume ...` and `evolve kaggle run|run-suite ...`: the commands whose process
     launches model-written code."""
     if argv[:1] == ["kaggle"]:
-        return "run" in argv[1:2]
+        return bool(set(argv[1:2]) & {"run", "run-suite"})
     return bool(argv) and argv[0] == "campaign" and any(a in ("start", "resume") for a in argv[1:])
 
 

@@ -142,7 +142,8 @@ def test_a_tree_campaign_drafts_debugs_the_broken_draft_on_its_own_commit_and_ke
     (tmp_path / "book.yaml").write_text(yaml.safe_dump(PLAYBOOK))
     spec = {"name": "tree", "workspace": {"template": str(template), "editable": ["params.yaml"],
                                           "root": str(tmp_path / "ws")},
-            "workload": {"kind": "command", "options": {"config": "params.yaml", "playbook": str(tmp_path / "book.yaml")}},
+            "workload": {"kind": "command",
+                         "options": {"config": "params.yaml", "playbook": str(tmp_path / "book.yaml")}},
             "launch": {"command": "python run.py", "timeout_s": 60},
             "objective": {"metric": "score", "source": "file", "path": "score.json"},
             "budget": {"rounds": 6}, "search": {"kind": "tree", "options": {"drafts": 3}},

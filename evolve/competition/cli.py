@@ -4,13 +4,18 @@
     evolve kaggle grade-all RUNS.jsonl [--out REPORT.json]
     evolve kaggle prepare --suite dev OUT_DIR [--only ID ...]
     evolve kaggle run COMP --budget 1h [--brain rules] [--workspace DIR] [--name NAME] [--rounds N]
-                      [--run-timeout 10m] [--metric NAME] [--home DIR] [--verbose]
+                      [--run-timeout 10m] [--search tree|greedy] [--drafts 5] [--metric NAME] [--home DIR]
+                      [--verbose]
+    evolve kaggle run-suite DIR --budget 10m [--parallel N] [--brain rules] [--rounds N] [--only ID ...]
+                            [--search tree|greedy] [--drafts 5] [--home DIR] [--workspace DIR] [--out FILE]
 
 Exit codes: 0 graded (grade: a valid submission) or prepared, 1 grade: an invalid submission (its problems
 listed; `valid_submission: false` with --json), 2 bad input: a missing folder or file, an unknown metric, a
 malformed competition.yaml, empty answers, a bad RUNS line, an OUT_DIR in use, scikit-learn or Pillow
 missing for prepare (one line on stderr, nothing written). `run` exits as `evolve campaign start` does: 0 when
-the campaign ends, 2 for bad input (nothing created), 130 when interrupted (resumable).
+the campaign ends, 2 for bad input (nothing created), 130 when interrupted (resumable). `run-suite` exits 0 when
+every competition has a valid submission, 1 when some have none (each row says why), 2 for bad input (nothing
+written), 130 when interrupted (every campaign resumable: the same command with the same --home).
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ def kaggle_main(argv: list[str]) -> int:
     r.add_argument("out", metavar="OUT_DIR", help="a new (or empty) folder; one competition folder each")
     r.add_argument("--only", metavar="ID", action="append", help="only this competition (repeatable)")
     _run_arguments(sub)
+    _suite_arguments(sub)
     args = p.parse_args(argv)
     try:
-        return {"grade": _grade, "grade-all": _grade_all, "prepare": _prepare, "run": _campaign}[args.action](args)
+        return {"grade": _grade, "grade-all": _grade_all, "prepare": _prepare, "run": _campaign,
+                "run-suite": _suite}[args.action](args)
     except CompetitionError as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
@@ -133,6 +140,10 @@ def _run_arguments(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--run-timeout", default="", help="one run's wall limit (default: 10m, within the budget)")
     r.add_argument("--template", default="sklearn", help="the solution template (default: sklearn)")
     r.add_argument("--metric", default="", help="the metric, for a competition without competition.yaml")
+    r.add_argument("--search", default="tree", help="tree (default): draft solutions, debug the broken ones, "
+                                                    "improve the best · greedy: always build on the best")
+    r.add_argument("--drafts", type=int, default=5, help="tree: solutions drafted before any is improved "
+                                                         "(default: 5, the template as it is among them)")
     r.add_argument("--home", help="where campaigns are kept (default: $EVOLVE_HOME, else ./.evolve)")
     r.add_argument("--verbose", "-v", action="store_true", help="also print each run's output")
 
@@ -144,10 +155,52 @@ def _campaign(args: argparse.Namespace) -> int:
     from evolve.competition.run import RunRequest, run
 
     req = RunRequest(args.competition, args.budget, args.brain, args.workspace, args.name, args.rounds,
-                     args.run_timeout, args.template, args.metric)
+                     args.run_timeout, args.template, args.metric, search=args.search, drafts=args.drafts)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the run cleanly, like Ctrl-C
     return _guarded(lambda: run(req, args.home, args.verbose) and 0, resumable=True,
                     name=lambda: req.name or _competition_id(req))
+
+
+def _suite_arguments(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("run-suite", help="a campaign on every competition of a prepared suite, each graded against "
+                                         "its private answers at the end")
+    s.add_argument("suite", metavar="DIR", help="a suite prepared by `evolve kaggle prepare --suite dev DIR`")
+    s.add_argument("--budget", required=True, help="each campaign's wall budget of run time: 10m, 1h, 3600")
+    s.add_argument("--parallel", type=int, default=1, help="campaigns at once, each run limited to cores // N "
+                                                           "threads (default: 1)")
+    s.add_argument("--brain", default="rules", help="who plans the rounds (default: rules)")
+    s.add_argument("--rounds", type=int, default=100, help="at most this many rounds a campaign (default: 100)")
+    s.add_argument("--run-timeout", default="", help="one run's wall limit (default: 10m, within the budget)")
+    s.add_argument("--only", metavar="ID", action="append", default=[], help="only this competition (repeatable)")
+    s.add_argument("--search", default="tree", help="as `kaggle run --search` (default: tree)")
+    s.add_argument("--drafts", type=int, default=5, help="as `kaggle run --drafts` (default: 5)")
+    s.add_argument("--workspace", metavar="DIR", default="", help="where the solutions' git workspaces are made "
+                                                                  "(default: ./workspaces)")
+    s.add_argument("--home", default="", help="where campaigns are kept (default: $EVOLVE_HOME, else ./.evolve); "
+                                              "the same home again resumes the unfinished ones")
+    s.add_argument("--out", metavar="RESULTS.json", default="", help="write the results here (must not exist)")
+
+
+def _suite(args: argparse.Namespace) -> int:
+    """0: every competition has a valid submission; 1: some have none (their rows say why); 130: interrupted."""
+    import signal
+
+    from evolve.campaign.cli import _interrupt
+    from evolve.competition.suite_run import SuiteRequest, format_table, run_suite
+
+    req = SuiteRequest(args.suite, args.budget, args.parallel, args.brain, args.rounds, args.run_timeout,
+                       args.workspace, args.home, args.out, args.only, args.search, args.drafts)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops every campaign cleanly, like Ctrl-C
+    try:
+        results = run_suite(req, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print("\ninterrupted; every campaign is saved: run the same command with the same --home to resume",
+              file=sys.stderr)
+        return 130
+    print(format_table(results))
+    if args.out:
+        print(f"results: {args.out}")
+    return 0 if all(row["valid"] for row in results["rows"]) else 1
 
 
 def _competition_id(req: RunRequest) -> str:

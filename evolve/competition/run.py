@@ -52,11 +52,18 @@ class RunRequest:
     run_timeout: str = ""  # default: RUN_TIMEOUT_S, within the budget
     template: str = "sklearn"
     metric: str = ""  # for a competition without competition.yaml (MLE-bench's layout)
+    threads: int = 0  # each run's thread budget (OMP/OpenBLAS/MKL, the solution's n_jobs); 0: the launch's own
+    search: str = "tree"  # tree: draft DRAFTS solutions, debug the broken, improve the best · greedy: the best only
+    drafts: int = 5
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def campaign_spec(req: RunRequest, comp: Competition, home: Path) -> tuple[str, dict[str, Any]]:
     """The campaign's name and spec (every path absolute), or CompetitionError for a bad request."""
     from evolve.brains.registry import BRAINS
+    from evolve.campaign.search import SEARCHES
     from evolve.campaign.spec import name_problem
 
     budget = parse_duration(req.budget)
@@ -70,6 +77,12 @@ def campaign_spec(req: RunRequest, comp: Competition, home: Path) -> tuple[str, 
         raise CompetitionError(f"--template {req.template!r}: not a solution template; known: {', '.join(TEMPLATES)}")
     if req.rounds < 1:
         raise CompetitionError(f"--rounds {req.rounds}: must be at least 1")
+    if req.threads < 0:
+        raise CompetitionError(f"threads {req.threads}: must be at least 1 (0: the launch environment's own)")
+    if req.search not in SEARCHES.names():
+        raise CompetitionError(f"--search {req.search!r}: not a search policy; known: {', '.join(SEARCHES.names())}")
+    if req.drafts < 1:
+        raise CompetitionError(f"--drafts {req.drafts}: must be at least 1 (the template as it is is the first)")
     root = Path(req.workspace).resolve() if req.workspace else Path.cwd() / "workspaces"
     metric, lower = comp.metric_name, comp.lower_is_better
     command = (f"python solution.py --data {shlex.quote(str(comp.public.resolve()))} --metric {metric} "
@@ -78,13 +91,17 @@ def campaign_spec(req: RunRequest, comp: Competition, home: Path) -> tuple[str, 
         "name": name,
         "workload": {"kind": "competition", "options": {"competition": str(comp.root.resolve()), "metric": metric,
                                                         "template": req.template}},
-        "workspace": {"template": str(TEMPLATES[req.template].path), "editable": ["solution.yaml"],
+        # the rules brain edits parameters; a model brain may also rewrite the solution itself
+        "workspace": {"template": str(TEMPLATES[req.template].path),
+                      "editable": ["solution.yaml", *(["solution.py"] if req.brain != "rules" else [])],
                       "root": str(root)},
-        "launch": {"command": command, "timeout_s": timeout},
+        "launch": {"command": command, "timeout_s": timeout,
+                   **({"env": dict.fromkeys(THREAD_VARS, str(req.threads))} if req.threads else {})},
         "objective": {"metric": metric, "mode": "min" if lower else "max", "source": "competition_cv",
                       "competition": str(comp.root.resolve())},
         "budget": {"rounds": req.rounds, "wall_s": budget},
         "brain": {"kind": req.brain},
+        "search": {"kind": req.search, **({"options": {"drafts": req.drafts}} if req.search == "tree" else {})},
         "memory": str(home / "kaggle" / f"{name}.md"),
     }
 
