@@ -37,8 +37,9 @@ def test_the_tree_drafts_on_round_1_until_it_has_its_drafts_then_offers_the_heal
     one = [rec(1, objective=0.5, verdict="keep")]
     assert nodes(one)[0] == Node(1, "draft")
     three = one + [rec(2, 1, "draft", objective=0.7, verdict="keep"), rec(3, 1, "draft", objective=0.6)]
-    assert nodes(three) == [Node(2, "improve"), Node(3, "improve"), Node(1, "improve")]
-    assert nodes(three, mode="min") == [Node(1, "improve"), Node(3, "improve"), Node(2, "improve")]
+    assert nodes(three) == [Node(2, "improve"), Node(3, "improve"), Node(1, "improve"),
+                            Node(2, "tune"), Node(3, "tune"), Node(1, "tune")]
+    assert nodes(three, mode="min")[:3] == [Node(1, "improve"), Node(3, "improve"), Node(2, "improve")]
 
 
 def test_the_tree_debugs_broken_leaves_newest_first_and_gives_a_branch_up_after_debug_depth_failures():
@@ -50,7 +51,7 @@ def test_the_tree_debugs_broken_leaves_newest_first_and_gives_a_branch_up_after_
     assert [n for n in nodes(records) if n.phase == "debug"] == [Node(4, "debug"), Node(3, "debug")]
     records.append(rec(5, 4, "debug", "failed", verdict="crash"))  # 3 in a row > debug_depth 2: given up
     assert [n for n in nodes(records) if n.phase == "debug"] == [Node(3, "debug")]
-    assert nodes(records)[-1] == Node(1, "improve")
+    assert nodes(records)[-2:] == [Node(1, "improve"), Node(1, "tune")]
     assert all(n.phase != "debug" for n in nodes(records, depth=0))
 
 
@@ -166,3 +167,29 @@ def test_a_tree_campaign_drafts_debugs_the_broken_draft_on_its_own_commit_and_ke
     assert yaml.safe_load((tmp_path / "ws" / "tree" / "params.yaml").read_text()) == {"family": "b", "x": 0}
     configs = [json.dumps(yaml.safe_load(repo.git.show(f"{r.commit}:params.yaml")), sort_keys=True) for r in records]
     assert len(set(configs)) == len(configs), configs  # no solution ran twice
+
+
+def test_the_tree_improves_without_perturbing_and_tunes_only_where_the_perturbed_key_matters(comp_dir_free):
+    from evolve.competition.templates import SklearnSolution
+    from evolve.workloads.competition import CompetitionOptions, CompetitionWorkload
+
+    b = RulesBrain(CompetitionWorkload(CompetitionOptions(str(comp_dir_free))))
+    linear = {**vars(SklearnSolution()), "model": "linear"}
+    parent = ParentRun(2, "succeeded", "healthy", 0.9)
+    improve = PlanContext(diagnosis={"kind": "healthy"}, config=linear, round=9, parent=parent,
+                          diagnoses={2: {"kind": "healthy"}}, phase="improve")
+    assert all(p.source == "rules/move" for p in b.candidates(improve))
+    with pytest.raises(NoRemedyLeft, match="no perturbation applies to round 2"):  # a linear model has no rate
+        b.propose(PlanContext(**{**vars(improve), "phase": "tune"}))
+    boosting = PlanContext(**{**vars(improve), "phase": "tune", "config": vars(SklearnSolution())})
+    assert [p.id for p in b.candidates(boosting)] == ["learning_rate_perturb"]
+
+
+@pytest.fixture(scope="module")
+def comp_dir_free(tmp_path_factory):
+    pytest.importorskip("sklearn")
+    from tests.competitions import make_competition
+
+    root = tmp_path_factory.mktemp("c")
+    make_competition(root / "tiny", [["a", 1], ["b", 0]], yaml="metric: accuracy\n")
+    return root / "tiny"

@@ -35,7 +35,7 @@ class Proposal:
     # set by plan from the search policy (evolve/campaign/search.py), not by the brain: the round whose commit
     # the edit is made on (0: the best round of the time, the greedy search) and the tree phase
     parent: int = 0
-    phase: str = ""  # draft | improve | debug; "" for the greedy search
+    phase: str = ""  # draft | improve | debug | tune; "" for the greedy search
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +77,7 @@ class PlanContext:
     # the tree search's phase (evolve/campaign/search.py); "" for the greedy search, where the brain fixes a
     # failing parent and improves a healthy one. draft: a new, different solution made on the start (the parent
     # may fail: a draft replaces it rather than fixing it) · debug: fix the failing parent · improve: a move on it
+    # (no perturbation: the tree improves its other rounds first) · tune: only the workload's perturbation
     phase: str = ""
     # the tree search's solutions already run: config_digest() of every round's config file. An edit that would
     # run one of them again is wasted, whichever round it is made on; empty for the greedy search

@@ -157,6 +157,9 @@ _PHASES = {
                         "not a tweak of one."),
     "debug": lambda p: (f"The tree is reset to round {p.round}, a solution that FAILED ({p.status}, {p.kind}). DEBUG "
                         "it: fix what the diagnosis and its traceback show, and change nothing else."),
+    "tune": lambda p: (f"The tree is reset to round {p.round}, a solution that succeeded (objective "
+                       f"{'none' if p.objective is None else f'{p.objective:.4g}'}). TUNE it: change one number by a "
+                       "small factor."),
     "improve": lambda p: (f"The tree is reset to round {p.round}, a solution that succeeded (objective "
                           f"{'none' if p.objective is None else f'{p.objective:.4g}'}). IMPROVE it with one change "
                           "you expect to raise its score, keeping its approach."),

@@ -78,6 +78,10 @@ class RulesBrain:
         if ctx.phase == "draft":  # a new solution on the start, whether or not the start runs
             yield from self._moves(ctx, view, tried, drafts=True)
             return
+        if ctx.phase == "tune":  # every move was tried on every healthy round: nudge the perturb key
+            if perturbed := self._perturb(ctx, view, tried):
+                yield perturbed
+            return
         base = plan_base(ctx)
         if base.diagnosis.get("kind") not in (None, "healthy"):
             yield from self._remedies(base.diagnosis, view, tried, base.carried, base.carried_id)
@@ -88,6 +92,8 @@ class RulesBrain:
             return  # a move is meant for a healthy run; on a failing parent it only repeats the failure
         # the tree improves a branch within its solution; drafting another one is the draft phase's job
         yield from self._moves(ctx, view, tried, drafts=False if ctx.phase else None)
+        if ctx.phase == "improve":
+            return  # the tree improves its other rounds before it nudges a number (phase "tune")
         if perturbed := self._perturb(ctx, view, tried):
             yield perturbed
 
@@ -201,6 +207,8 @@ class RulesBrain:
         current = view.get(file, key) if key else None
         if not _is_number(current) or current <= 0:
             return None
+        if not all(view.holds(file, k, cond) for k, cond in self.workload.playbook.perturb_when.items()):
+            return None  # the key does nothing in this config: every perturbation would rerun the same solution
         rng = random.Random(f"{self.seed}:{len(ctx.history)}")  # str seeds are stable across processes
         for _ in range(1000):
             value = float(f"{current * 2 ** rng.uniform(-1, 1):.3g}")
@@ -259,6 +267,8 @@ def no_remedy_reason(ctx: PlanContext) -> str:
         return "every draft move was tried on the start"
     if ctx.phase == "improve" and parent is not None:
         return f"every improvement move was tried on round {parent.round}"
+    if ctx.phase == "tune" and parent is not None:
+        return f"no perturbation applies to round {parent.round}"
     if parent is not None and not parent.failing:  # healthy, and no move or perturbation is left
         return f"every improvement move was tried on round {parent.round} and this workload has no key to perturb"
     if parent is not None and parent.status == "succeeded" and parent.objective is None:

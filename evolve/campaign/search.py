@@ -11,7 +11,8 @@ the campaign. Both policies are functions of the ledger alone, so a resumed camp
   drafted from round 1, the template as it is (the brain makes each a different solution: another model
   family, another approach); then each broken leaf is debugged, newest first, while its branch has failed
   fewer than `debug_depth` times in a row; then the best round is improved, and after it the other healthy
-  rounds from best to worst (a node whose moves are all tried hands on to the next).
+  rounds from best to worst (a node whose moves are all tried hands on to the next); once no healthy round
+  has a move left, each is tuned (the workload's perturbation of one number), best first.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from evolve.registry import Registry
 if TYPE_CHECKING:
     from evolve.campaign.spec import CampaignSpec
 
-PHASES = ("draft", "improve", "debug")
+PHASES = ("draft", "improve", "debug", "tune")
 
 
 @dataclass(frozen=True)
 class Node:
     round: int  # the round whose commit the edit is made on
-    phase: str  # draft | improve | debug; "" for greedy (the brain's own choice: fix if failing, else improve)
+    phase: str  # draft | improve | debug | tune; "" for greedy (the brain's own choice: fix if failing, else improve)
 
 
 class Search(Protocol):
@@ -77,8 +78,11 @@ class Tree:
             if _failing(r) and r.round not in has_child and _failed_in_a_row(r.round, by_round, parents) \
                     <= self.options.debug_depth:
                 yield Node(r.round, "debug")
-        for r in ranked_healthy(records, mode):
+        healthy = ranked_healthy(records, mode)
+        for r in healthy:
             yield Node(r.round, "improve")
+        for r in healthy:  # every move tried everywhere: nudge a number, best round first
+            yield Node(r.round, "tune")
 
 
 def parent_round(record: RoundRecord) -> int:

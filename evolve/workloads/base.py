@@ -81,6 +81,8 @@ class WorkloadPlaybook:
     fixes: dict[str, dict[str, Fix]] = field(default_factory=dict)  # kind -> id -> fix, in playbook order
     limits: dict[str, Limit] = field(default_factory=dict)  # a fix never removes one; it may raise it
     perturb: str = ""  # the key a last-resort perturbation nudges once every move was tried ("" = none)
+    # conditions on the config under which that key matters (a learning rate means nothing to a linear model)
+    perturb_when: dict[str, str] = field(default_factory=dict)
 
     def fixes_for(self, kind: str, ranked: list[str]) -> list[Fix]:
         """A kind's fixes: those of triage's ranked remedy ids this workload can set, in triage's order, then
@@ -89,7 +91,7 @@ class WorkloadPlaybook:
         return [mine[i] for i in ranked if i in mine] + [f for i, f in mine.items() if i not in ranked and f.text]
 
 
-_TOP = {"moves", "remedies", "limits", "perturb"}
+_TOP = {"moves", "remedies", "limits", "perturb", "perturb_when"}
 _MOVE_KEYS = {"id", "hypothesis", "expected", "set", "when", "file", "scaffold", "draft"}
 _FIX_KEYS = {"set", "requires", "file", "text"}
 
@@ -130,6 +132,9 @@ def load_workload_playbook(*paths: Path, kinds: set[str]) -> WorkloadPlaybook:
             book.limits[key] = Limit(str(spec.get("unit", "")), spec.get("ceiling", "none"))
         if "perturb" in raw:
             book.perturb = str(raw["perturb"] or "")
+        if "perturb_when" in raw:
+            _conditions(raw["perturb_when"], f"{path}: perturb_when")
+            book.perturb_when = dict(raw["perturb_when"] or {})
     return book
 
 
