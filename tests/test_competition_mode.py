@@ -332,6 +332,12 @@ BAD = [
          setup=_tiny),
     Case("run-unknown-brain", [*RUN, "--brain", "gpt"], "--brain 'gpt': not a brain", setup=_tiny),
     Case("run-bad-name", [*RUN, "--name", "../x"], "--name: '../x' must match", setup=_tiny),
+    Case("run-no-train-set", RUN, "tiny/public: no train.csv or train_labels.csv", setup=_tiny),
+    Case("run-empty-train-set", RUN, "train.csv: no rows; a solution needs training rows to learn from",
+         setup=lambda t: (_tiny(t), write(t / "tiny" / "public" / "train.csv", "id,x,y\n"))),
+    Case("run-no-test-ids", RUN, "sample_submission.csv: no rows; the submission needs the test ids",
+         setup=lambda t: (_tiny(t), write(t / "tiny" / "public" / "train.csv", "id,x,y\na,1,1\n"),
+                          write(t / "tiny" / "public" / "sample_submission.csv", "id,y\n"))),
     Case("run-campaign-exists", RUN, "campaign 'tiny' exists",
          setup=lambda t: (_tiny(t), write(t / ".evolve" / "kaggle" / "tiny.yaml", "name: tiny\n"))),
 ]

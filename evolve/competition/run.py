@@ -118,6 +118,10 @@ def run(req: RunRequest, home: str | Path | None = None, verbose: bool = False) 
     if paths.dir.exists() or spec_file.exists():
         raise CompetitionError(f"campaign {name!r} exists ({paths.dir}); continue it with `evolve campaign resume "
                                f"{name}`, or pass --name NEW")
+    from evolve.workloads.competition import CompetitionOptions, CompetitionWorkload
+
+    # the public data every round needs (training rows and labels, test ids), before anything is said or written
+    CompetitionWorkload(CompetitionOptions(str(comp.root), comp.metric_name, template=req.template))
     for note in comp.notes:  # what was inferred about the competition, once the request is known to be good
         print(f"note: {note}", file=sys.stderr)
     made = [p for p in (home_dir, spec_file.parent) if not p.exists()]  # what a failed start removes again

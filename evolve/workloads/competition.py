@@ -22,8 +22,9 @@ from typing import Any
 
 import evolve
 from evolve.competition.answers import Answers
+from evolve.competition.config import CompetitionError
 from evolve.competition.cv import OOF, SUBMISSION, open_competition
-from evolve.competition.labels import read_keyed
+from evolve.competition.labels import read_keyed, train_file, train_labels
 from evolve.competition.templates import TEMPLATES, check_solution, facts
 from evolve.competition.validate import validate
 from evolve.workloads.base import Workload
@@ -48,6 +49,13 @@ class CompetitionWorkload(Workload):
         self.template = TEMPLATES[options.template]
         self.comp = open_competition(options.competition, options.metric)  # CompetitionError: one line
         self.config_file = options.config
+        # what every round needs from the public data, checked before the first one: a campaign on a competition
+        # with no training rows or no test ids could only fail every round (CompetitionError: one line)
+        if not read_keyed(self.comp, train_file(self.comp), "training file").rows:
+            raise CompetitionError(f"{train_file(self.comp)}: no rows; a solution needs training rows to learn from")
+        train_labels(self.comp)  # and the labels in the submission's columns, which the agent's CV is scored on
+        if not self._test_ids.ids:
+            raise CompetitionError(f"{self._test_ids.path}: no rows; the submission needs the test ids")
         # taken before any run: what verify() holds each run's competition folder to
         self._fingerprint = fingerprint(self.comp.root, self.comp.private)
         super().__init__(launch_defaults)
