@@ -31,7 +31,8 @@ _ERROR_LINE = re.compile(r"(?i)\b(error|exception|traceback|fatal|killed|segfaul
                          r"\bexit(ed)? (code|status|with)\s*[1-9-]")
 # what a user says of a run that is not working; the words alone never call such a report healthy
 _FAILING = re.compile(r"(?i)\b(fail\w*|crash\w*|hang(s|ing)?|hung|stuck|freez\w*|frozen|deadlock\w*|diverg\w*|"
-                      r"explod\w*|collaps\w*|nan|inf|no longer|stops?|stopped|never|not (work|learn|converg|decreas|"
+                      r"explod\w*|collaps\w*|nan|inf|worse|worsen\w*|no longer|stops?|stopped|never|"
+                      r"not (work|learn|converg|decreas|"
                       r"improv|mov|chang)\w*|(doesn'?t|does not|didn'?t|did not|won'?t) (work|learn|converg|decreas|"
                       r"improv|mov|chang)\w*)\b")
 NO_EVIDENCE_CONFIDENCE = 0.25
