@@ -192,4 +192,5 @@ def comp_dir_free(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("c")
     make_competition(root / "tiny", [["a", 1], ["b", 0]], yaml="metric: accuracy\n")
+    (root / "tiny" / "public" / "train.csv").write_text("id,x,y\nc,1,1\nd,0,0\n")
     return root / "tiny"

@@ -52,6 +52,7 @@ class RulesBrain:
     """Playbook remedies after a failure, a UCB1 bandit over improvement moves after a healthy run."""
 
     source = "rules"
+    reads_workspace = False  # it plans from PlanContext alone: plan need not put the tree at each node it asks about
 
     def __init__(self, workload: Workload, moves: list[Move] | str | Path | None = None, seed: int = 0,
                  exploration: float = 1.0) -> None:

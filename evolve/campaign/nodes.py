@@ -82,9 +82,10 @@ def _propose(c: Campaign, n: int, best_round: int) -> tuple[Proposal, Node] | st
     it; else the stop reason (for the greedy search, the brain's own)."""
     records = [r for r in c.ledger.records() if r.round < n]
     reasons: list[str] = []
+    shared: dict[str, Any] = {}
     for node in c.search.candidates(records, best_round, c.spec.objective.mode):
         try:
-            proposal = c.brain.propose(plan_context(c, n, node))
+            proposal = c.brain.propose(plan_context(c, n, node, records, shared))
         except NoRemedyLeft as e:  # this node has nothing left to try: the next one may
             reasons.append(str(e))
             continue
@@ -95,52 +96,85 @@ def _propose(c: Campaign, n: int, best_round: int) -> tuple[Proposal, Node] | st
             f"(first: {reasons[0]})" if reasons else f"the {c.spec.search.kind} search offers no round to build on")
 
 
-def plan_context(c: Campaign, n: int, node: Node | None = None) -> PlanContext:
+def plan_context(c: Campaign, n: int, node: Node | None = None, records: list[RoundRecord] | None = None,
+                 shared: dict[str, Any] | None = None) -> PlanContext:
     """What the brain sees: the ledger, the last diagnosis, and the parent the edit will be made on with the
     diagnoses of it and of every round since. Greedy: the parent is the last kept round, else round 1, the
-    unchanged start. A tree node: the parent is the node's round, whose tree the workspace is put at (the config
-    the brain reads is that round's), and the brain is also told the phase and every solution already run."""
-    records = [r for r in c.ledger.records() if r.round < n]
-    history = [{"round": r.round, "proposal": r.proposal, "verdict": r.verdict, "objective": r.objective,
-                "kind": r.kind} for r in records]
+    unchanged start. A tree node: the parent is the node's round, whose config the brain reads as that round's
+    commit holds it (the workspace is put there for a brain that reads the files itself), and the brain is also
+    told the phase and every solution already run. `records` (the ledger's rounds before n) and `shared` (what
+    every node of one plan has in common) are for a caller that asks about many nodes in one round."""
+    records = [r for r in c.ledger.records() if r.round < n] if records is None else records
+    shared = {} if shared is None else shared
+    if "history" not in shared:
+        shared["history"] = [{"round": r.round, "proposal": r.proposal, "verdict": r.verdict,
+                              "objective": r.objective, "kind": r.kind} for r in records]
+        shared["memory"] = c.memory.summary()
     tree = node is not None and bool(node.phase)
     if tree:
         base = next((r for r in records if r.round == node.round), None)
-        c.workspace.reset(c.workspace.round_commit(node.round) or c.workspace.best())
+        sha = c.workspace.round_commit(node.round) or c.workspace.best()
+        if getattr(c.brain, "reads_workspace", True):
+            c.workspace.reset(sha)
+        config, launch = _config_at(c.workspace, sha, c.workload.config_file), _config_at(c.workspace, sha,
+                                                                                          LAUNCH_FILE)
+        if "seen" not in shared:
+            shared["seen"] = _solutions_run(c, records)
     else:
         kept = [r for r in records if r.verdict == "keep"]
         base = kept[-1] if kept else next((r for r in records if r.round == 1), None)
+        config, launch = c.workload.read_config(c.workspace.path), c.workload.read_config(c.workspace.path,
+                                                                                          LAUNCH_FILE)
     parent = ParentRun(base.round, base.status, base.kind, base.objective) if base else None
     diagnoses = {r.round: d for r in records if base and (r.round == base.round or not tree and r.round > base.round)
                  if (d := read_json(c.paths.run_dir(r.round) / "diagnosis.json"))}
     last = diagnoses.get(base.round) if tree and base else read_json(c.paths.run_dir(n - 1) / "diagnosis.json")
-    return PlanContext(diagnosis=last or None, history=history,
-                       config=c.workload.read_config(c.workspace.path), memory_summary=c.memory.summary(),
-                       round=n, objective_mode=c.spec.objective.mode, parent=parent, diagnoses=diagnoses,
-                       launch=c.workload.read_config(c.workspace.path, LAUNCH_FILE),
-                       phase=node.phase if tree else "", seen=_solutions_run(c, records) if tree else frozenset())
+    return PlanContext(diagnosis=last or None, history=shared["history"], config=config,
+                       memory_summary=shared["memory"], round=n, objective_mode=c.spec.objective.mode,
+                       parent=parent, diagnoses=diagnoses, launch=launch, phase=node.phase if tree else "",
+                       seen=shared["seen"] if tree else frozenset())
+
+
+def _config_at(workspace: Workspace, sha: str, path: str) -> dict[str, Any]:
+    """A config file as commit `sha` holds it, loaded ({} when absent, unparseable or not a mapping)."""
+    text = _text_at(workspace, sha, path)
+    try:
+        tree = yaml.safe_load(text) if text is not None else {}
+    except yaml.YAMLError:
+        return {}
+    return tree if isinstance(tree, dict) else {}
 
 
 def _solutions_run(c: Campaign, records: list[RoundRecord]) -> frozenset[str]:
     """config_digest() of the config file of every round so far, as its commit holds it."""
-    seen = set()
-    for r in records:
-        if r.commit and (text := _file_at(c.workspace, r.commit, c.workload.config_file)) is not None:
-            try:
-                seen.add(config_digest(yaml.safe_load(text) or {}))
-            except yaml.YAMLError:
-                continue  # a hand-broken file is no solution anyone would run again
-    return frozenset(seen)
+    return frozenset(d for r in records if r.commit and (d := _digest_at(c.workspace, r.commit,
+                                                                          c.workload.config_file)))
 
 
-_FILES: dict[tuple[str, str, str], str | None] = {}  # a commit never changes: each round's file is read once
+# a commit never changes: each round's file is read once per process, and its digest made once, not once per
+# node and plan (profiled: re-parsing every round's YAML for every node the tree offered was 60 % of the agent's
+# time near round 100)
+_TEXTS: dict[tuple[str, str, str], str | None] = {}
+_DIGESTS: dict[tuple[str, str, str], str] = {}
 
 
-def _file_at(workspace: Workspace, sha: str, path: str) -> str | None:
+def _text_at(workspace: Workspace, sha: str, path: str) -> str | None:
     key = (str(workspace.path), sha, path)
-    if key not in _FILES:
-        _FILES[key] = workspace.read_at(sha, path)
-    return _FILES[key]
+    if key not in _TEXTS:
+        _TEXTS[key] = workspace.read_at(sha, path)
+    return _TEXTS[key]
+
+
+def _digest_at(workspace: Workspace, sha: str, path: str) -> str:
+    """config_digest() of `path` at commit `sha`; "" for no file, or a hand-broken one nobody would run again."""
+    key = (str(workspace.path), sha, path)
+    if key not in _DIGESTS:
+        text = _text_at(workspace, sha, path)
+        try:
+            _DIGESTS[key] = config_digest(yaml.safe_load(text) or {}) if text is not None else ""
+        except yaml.YAMLError:
+            _DIGESTS[key] = ""
+    return _DIGESTS[key]
 
 
 def edit(state: RoundState, runtime: Runtime[Campaign]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the middle of a write leaves a torn last line; reading drops it (with a warning)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -58,7 +59,7 @@ class RoundRecord:
         (the strict config rules: an int is not a str, a bool is not an int)."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         kwargs = {}
         for f in fields(cls):
             if f.name not in d:
@@ -77,6 +78,11 @@ class RoundRecord:
                 raise ValueError(str(e)) from None
         # keys a newer version may have added are ignored, so an old agent can still resume from the ledger
         return cls(**kwargs)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # resolving the annotations' strings is most of a record's parse time
 
 
 # ---------------------------------------------------------------------------------------- ledger
