@@ -85,6 +85,7 @@ def test_blend_selects_on_the_out_of_fold_rows_and_the_agent_scores_the_blend(tm
     assert grade(comp, blended / "submission.csv").valid_submission
 
 
+@pytest.mark.slow
 def test_blend_with_an_empty_pool_is_the_model_alone(tmp_path, comp_dir):
     alone = tmp_path / "alone"
     solve(comp_dir, tmp_path / "ws-alone", alone, "model: linear\n")

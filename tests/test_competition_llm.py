@@ -58,6 +58,7 @@ def whole_file(text: str, id_: str) -> dict:
             "changes": [{"file": "solution.py", "key": "", "value": "", "patch": text}]}
 
 
+@pytest.mark.slow
 def test_the_llm_brain_drafts_free_form_solutions_and_debugs_one_from_its_traceback(tmp_path, server, autolog_off):  # noqa: F811
     out = tmp_path / "suite"
     prepare("dev", out, [FAST], say=lambda line: None)

@@ -95,6 +95,7 @@ def test_a_solution_cannot_write_the_data_the_grader_or_the_python_that_grades_i
     assert changed_files(comp, comp / "private", before) == [] and GRADER.read_bytes() == grader
 
 
+@pytest.mark.slow
 def test_without_a_namespace_a_solution_that_changes_the_data_is_caught_and_the_campaign_goes_on(tmp_path, comp_dir):
     comp = tmp_path / "comp"
     shutil.copytree(comp_dir, comp)
