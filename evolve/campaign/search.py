@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from evolve.campaign.spec import better
 from evolve.records.ledger import RoundRecord
+from evolve.records.tree import parent_rounds
 from evolve.registry import Registry
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Tree:
 
     def candidates(self, records: list[RoundRecord], best_round: int, mode: str) -> Iterator[Node]:
         by_round = {r.round: r for r in records}
-        parents = {r.round: parent_round(r) for r in records}
+        parents = parent_rounds(records)
         drafted = sum(1 for r in records if r.round == 1 or r.proposal.get("phase") == "draft")
         if drafted < self.options.drafts:
             yield Node(1, "draft")
@@ -83,12 +84,6 @@ class Tree:
             yield Node(r.round, "improve")
         for r in healthy:  # every move tried everywhere: nudge a number, best round first
             yield Node(r.round, "tune")
-
-
-def parent_round(record: RoundRecord) -> int:
-    """The round a record's edit was made on (0: round 1, or a ledger from before proposals named one)."""
-    parent = record.proposal.get("parent", 0)
-    return parent if isinstance(parent, int) and not isinstance(parent, bool) else 0
 
 
 def ranked_healthy(records: list[RoundRecord], mode: str) -> list[RoundRecord]:
@@ -105,12 +100,12 @@ def _failing(r: RoundRecord) -> bool:
     return r.status != "succeeded" or r.objective is None or r.verdict == "crash"
 
 
-def _failed_in_a_row(n: int, by_round: dict[int, RoundRecord], parents: dict[int, int]) -> int:
+def _failed_in_a_row(n: int, by_round: dict[int, RoundRecord], parents: dict[int, int | None]) -> int:
     """How many rounds in a row, from round n up its branch, have failed (n itself included)."""
     count = 0
     while n in by_round and _failing(by_round[n]):
         count += 1
-        n = parents.get(n, 0)
+        n = parents.get(n)
     return count
 
 
