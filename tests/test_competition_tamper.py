@@ -107,3 +107,19 @@ def test_without_a_namespace_a_solution_that_changes_the_data_is_caught_and_the_
     evidence = json.loads((paths.run_dir(1) / "diagnosis.json").read_text())["evidence"][0]["text"]
     assert evidence.startswith(f"{train}: the run changed the competition's data"), evidence
     assert json.loads((paths.run_dir(1) / "tamper.json").read_text()) == {"data": "written"}
+
+
+def test_a_submission_linked_to_the_answers_is_refused(tmp_path, comp_dir):
+    """The agent reads a run's files outside the run's namespace, where a link into private/ would resolve."""
+    from evolve.workloads.competition import CompetitionOptions, CompetitionWorkload
+
+    workload = CompetitionWorkload(CompetitionOptions(str(comp_dir)))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "oof.csv").write_text("id,species\n")
+    answers = next((comp_dir / "private").iterdir())
+    (run / "submission.csv").symlink_to(answers)
+    assert workload.verify(run) == [f"{run / 'submission.csv'}: a symbolic link; the solution must write the file "
+                                    "itself"]
+    workload.prepare_run(tmp_path / "next", {"blend": 1}, [run])
+    assert not (tmp_path / "next" / "pool").exists()

@@ -98,7 +98,7 @@ class CompetitionWorkload(Workload):
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             return
         for source in healthy[:2 * k]:
-            if all((source / name).is_file() for name in (OOF, SUBMISSION)):
+            if all((source / name).is_file() and not (source / name).is_symlink() for name in (OOF, SUBMISSION)):
                 member = Path(run_dir) / "pool" / source.name
                 member.mkdir(parents=True, exist_ok=True)
                 for name in (OOF, SUBMISSION):
@@ -117,6 +117,11 @@ class CompetitionWorkload(Workload):
                    "start); restore it from its source: no CV computed from it can be trusted"
                    for path in changed_files(self.comp.root, self.comp.private, self._fingerprint)]
         oof = Path(run_dir) / OOF
+        # a link is refused: the agent reads outside the run's namespace, where a link to private/ would resolve
+        linked = [f"{p}: a symbolic link; the solution must write the file itself" for p in
+                  (oof, Path(run_dir) / SUBMISSION) if p.is_symlink()]
+        if linked:
+            return changed[:5] + linked
         missing = [] if oof.is_file() else [f"{oof}: no such file; the solution must write its out-of-fold "
                                             "predictions, which the agent scores as the run's CV"]
         return changed[:5] + missing + validate(self.comp, self._test_ids, Path(run_dir) / SUBMISSION).problems
