@@ -130,6 +130,7 @@ def test_keep_checkpoints_best_leaves_checkpoints_only_in_the_best_rounds_run(tm
     assert all((runs / f"round-{n}" / "status.json").is_file() for n in range(1, 7))  # the rest is kept
 
 
+@pytest.mark.slow
 def test_a_100_round_campaign_runs_in_under_two_minutes(tmp_path):
     t0 = time.monotonic()
     final = campaign.start(write_spec(tmp_path, rounds=100), home=tmp_path / "home", stream=io.StringIO())
