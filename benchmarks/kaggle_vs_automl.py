@@ -10,8 +10,8 @@ does: the CSV features of train.csv/test.csv, or for images the pixels read by t
 reader (playbooks/templates/competition/solution.py, at its default image_size). Each peer's submission.csv
 is graded by grade.py against the private answers, exactly as ours is.
 
-- FLAML: `flaml.AutoML`, time_budget = the budget, n_jobs = this machine's cores, the competition's metric
-  mapped to FLAML's name where FLAML has one (else FLAML's default, said in its row).
+- FLAML: `flaml.AutoML`, time_budget = the budget, n_jobs = cores // --parallel (our campaigns' share
+  too), the competition's metric mapped to FLAML's name where FLAML has one (else FLAML's default, said in its row).
 - AutoGluon: `autogluon.tabular.TabularPredictor`, time_limit = the budget, only when it imports; otherwise
   one line says why it did not run.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import runpy
 import sys
@@ -37,6 +38,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +170,17 @@ def autogluon_submission(comp: Competition, budget_s: float, out: Path, n_jobs: 
             "metric": metric or "default", "note": note}
 
 
+def peer_row(name: str, comp: Competition, budget_s: float, out: Path, n_jobs: int) -> dict:
+    """One peer on one competition, graded; a peer that fails is its row, not the benchmark's end."""
+    try:
+        done = PEERS[name](comp, budget_s, out, n_jobs)
+        report = grade(comp, done["submission"])
+        return {**done, "score": report.score, "medal": report.medal or "none", "valid": report.valid_submission}
+    except Exception as e:
+        return {"score": None, "medal": "none", "valid": False,
+                "note": f"failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
+
+
 def autogluon_missing() -> str:
     """Why AutoGluon cannot run here ("" when it can)."""
     try:
@@ -260,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", metavar="ID", action="append", default=[], help="only this competition (repeatable)")
     p.add_argument("--ours", metavar="RESULTS.json", help="run-suite's results at the same budget (else run it)")
     p.add_argument("--home", default="", help="where our campaigns are kept (default: a new temporary folder)")
-    p.add_argument("--parallel", type=int, default=1, help="our campaigns at once (peers run one at a time)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="competitions at once, ours and each peer's, each with cores // N threads")
     p.add_argument("--out", metavar="REPORT.json", default="", help="write the comparison here (must not exist)")
     args = p.parse_args(argv)
     # made only once the input is known to be good; our campaigns' home unless --home says otherwise
@@ -290,19 +304,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"AutoGluon: not installed ({why})")
     else:
         names.append("AutoGluon")
-    peers: dict[str, dict[str, dict]] = {}
-    for comp in comps:
-        peers[comp.id] = {}
-        for name in names:
-            try:
-                done = PEERS[name](comp, budget_s, work / name / comp.id)
-                report = grade(comp, done["submission"])
-                peers[comp.id][name] = {**done, "score": report.score, "medal": report.medal or "none",
-                                        "valid": report.valid_submission}
-            except Exception as e:  # a peer that fails is its row, not the benchmark's end
-                peers[comp.id][name] = {"score": None, "medal": "none", "valid": False,
-                                        "note": f"failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
-            got = peers[comp.id][name]
+    # peers run --parallel at a time with cores // --parallel threads each: the same share of the machine that
+    # run-suite gives each of our campaigns
+    n_jobs = max(1, cores() // max(1, args.parallel))
+    jobs = [(comp, name) for comp in comps for name in names]
+    peers: dict[str, dict[str, dict]] = {comp.id: {} for comp in comps}
+    with ProcessPoolExecutor(max(1, args.parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(peer_row, name, comp, budget_s, work / name / comp.id, n_jobs): (comp, name)
+                   for comp, name in jobs}
+        for future in as_completed(futures):
+            comp, name = futures[future]
+            got = peers[comp.id][name] = future.result()
             print(f"{comp.id}: {name} {got['score'] if got['valid'] else 'invalid'} "
                   f"({got.get('wall_s', '-')} s, metric {got.get('metric', '-')}) {got['note']}".rstrip(), flush=True)
     result = {"budget": args.budget, "budget_s": budget_s, "cores": cores(), "peers": names,
