@@ -147,6 +147,38 @@ def test_healthy_needs_a_clean_finish_marker_and_no_symptom():
     assert triage_text(done + "RuntimeError: the reward server crashed\n").kind != "healthy"
 
 
+SHUTDOWN = """Traceback (most recent call last):
+  File "/usr/lib/python3.10/multiprocessing/queues.py", line 244, in _feed
+    send_bytes(obj)
+  File "/usr/lib/python3.10/multiprocessing/connection.py", line 200, in send_bytes
+    self._send_bytes(m[offset:offset + size])
+BrokenPipeError: [Errno 32] Broken pipe
+"""
+
+
+def test_a_closed_pipe_traceback_after_the_finish_marker_is_shutdown_noise_but_not_before_it():
+    finish = "epoch 30/30 loss=0.081 acc=0.972\nsaving model to out/final.pt ... done\nTraining completed.\n"
+    d = triage_text(finish + SHUTDOWN)
+    assert d.kind == "healthy", d.explain
+    assert any("shutdown traceback" in line for line in d.explain)
+    assert triage_text(SHUTDOWN + finish).kind != "healthy"  # a traceback before the finish is the run's own
+    crashed = SHUTDOWN.replace("multiprocessing/queues.py", "site-packages/trl/trainer/grpo_trainer.py")
+    assert triage_text(finish + crashed).kind != "healthy"  # a frame outside the plumbing: the run's own
+    assert triage_text(finish + SHUTDOWN.replace("BrokenPipeError: [Errno 32] Broken pipe",
+                                                 "ValueError: bad value")).kind != "healthy"
+
+
+def test_a_worried_question_under_two_finish_markers_is_healthy_but_an_error_line_is_not():
+    log = ("Epoch 9: 100%|##########| 800/800 [03:10<00:00,  4.20it/s, loss=0.212]\n"
+           "`Trainer.fit` stopped: `max_epochs=10` reached.\nTraining finished, writing the final report\n")
+    worried = "training stops after epoch 9 and prints this, did something crash? i expected more epochs\n\n"
+    d = triage_text(worried + log)
+    assert d.kind == "healthy" and d.confidence <= 0.7, d.explain
+    assert triage_text(worried + log + "RuntimeError: CUDA error: an illegal memory access\n").kind != "healthy"
+    weak = log.splitlines(keepends=True)[0]  # one full progress bar is too little to overrule the user's words
+    assert triage_text(worried + weak).kind != "healthy"
+
+
 def test_the_root_kind_comes_first_and_the_timeout_it_caused_is_listed():
     log = ("[rank2]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 2 has a total "
            "capacity of 79.1 GiB of which 1.2 GiB is free.\n"

@@ -9,6 +9,7 @@ import string
 from evolve.triage import prose
 from evolve.triage.playbook import OPS, Playbook
 from evolve.triage.scan import LogScan
+from evolve.triage.shutdown import without_shutdown_noise
 from evolve.triage.vocabulary import KINDS, Diagnosis, Evidence, Remedy
 
 MAX_INFERRED = 0.99  # 1.0 is reserved for a verdict the run wrote itself
@@ -36,6 +37,12 @@ _FAILING = re.compile(r"(?i)\b(fail\w*|crash\w*|hang(s|ing)?|hung|stuck|freez\w*
                       r"improv|mov|chang)\w*|(doesn'?t|does not|didn'?t|did not|won'?t) (work|learn|converg|decreas|"
                       r"improv|mov|chang)\w*)\b")
 NO_EVIDENCE_CONFIDENCE = 0.25
+# finish evidence that a worried user's own words do not overrule: more than one marker, or one strong one
+WORRIED_FINISHED = 2.0
+# a line of a user's words (a sentence that asks or doubts) rather than of machine output
+_USERS_WORDS = re.compile(r"(?<=[^\W\d_])\?|？|(?i:\b(i|we|my|our)\b.*\b(expected|thought|wonder|not sure|unsure)\b)")
+_MACHINE = re.compile(r"\w(Error|Exception|Warning)\b|Traceback|^\s*File \"|\[rank\d*\]|\b(exit|return) code\b|"
+                      r"^\s*(\[?\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d|INFO|WARN|ERROR|DEBUG)\b")
 FINISHED = 1.0  # a finish marker (TRL's train_runtime, a trainer's summary): words alone do not overrule it
 CRASH_ROOT = 2.0  # a crash signature this strong names the root when what follows is an `effect_of` kind
 
@@ -104,6 +111,13 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
       - `healthy` only on positive evidence (a clean finish marker) and with no symptom in sight;
       - else `unknown`, with the lines that look wrong as evidence: never a false `healthy`."""
     facts, why = facts or {}, []
+    finished_at: dict[str, int] = {}
+    for i, hit in scan.hits.items():
+        if book.signatures[i].group == "kind:healthy" and book.signatures[i].weight >= FINISHED:
+            finished_at[hit.source] = min(hit.line, finished_at.get(hit.source, hit.line))
+    if (quiet := without_shutdown_noise(scan, finished_at)) is not scan:
+        why.append((0.0, "a shutdown traceback after the finish marker (closed pipes in process plumbing): ignored"))
+        scan = quiet
     scores, found, from_rules = _weigh(book, scan, why)
     if verdict == "healthy":  # a run that says it succeeded can still be sick in its metrics (reward hacking)
         scores = {k: from_rules[k] for k in KINDS}
@@ -154,6 +168,9 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         confidence = (1 - math.exp(-s1 / 2)) * s1 / (s1 + (scores[lead] if lead else 0.0)) if s1 else 0.5
     elif scores["healthy"] > 0 and not symptoms:
         kind, confidence = "healthy", min(MAX_INFERRED, 1 - math.exp(-scores["healthy"] / 2))
+    elif _worried_but_finished(scores, ranked, symptoms, guesses):
+        kind, confidence = "healthy", min(PROSE_CAP, 1 - math.exp(-scores["healthy"] / 2))
+        why.append((0.0, "healthy: finish markers, and the only symptom words are the user's own"))
     elif said_healthy:
         kind, confidence = "healthy", min(PROSE_CAP, guesses[0][1])
         shown = ", ".join(w for w, _ in words.words_for(text, "healthy"))
@@ -202,14 +219,28 @@ def classifier_text(scan: LogScan) -> str:
     return tail if scan.lines <= len(scan.ring) else scan.head + "\n" + tail
 
 
+def _worried_but_finished(scores: dict[str, float], ranked: list[str], symptoms: list[Evidence],
+                          guesses: list[tuple[str, float]]) -> bool:
+    """A user who asks "did something crash?" under a log with two finish markers and no failure signature: the
+    symptom words are the question's, not the run's. Needs the classifier to read the words as healthy too."""
+    return scores["healthy"] >= WORRIED_FINISHED and not ranked and scores["crash"] == 0 \
+        and bool(guesses) and guesses[0][0] == "healthy" and guesses[0][1] >= PROSE_HEALTHY \
+        and all(_USERS_WORDS.search(e.text) and not _MACHINE.search(e.text) for e in symptoms)
+
+
 def _symptoms(book: Playbook, scan: LogScan) -> list[Evidence]:
     """Lines that look wrong (an error, a symptom word): the first of each symptom pattern and any among
     the last lines, in line order; the evidence of an `unknown`."""
     seen = {(h.source, h.line): Evidence(h.source, h.line, h.text) for i, h in scan.hits.items()
             if book.signatures[i].group == "symptom"}
+    # a finish marker's own words (`Trainer.fit` stopped: `max_epochs=60` reached) are no symptom
+    finish = {(h.source, h.line) for i, h in scan.hits.items()
+              if book.signatures[i].group == "kind:healthy" and book.signatures[i].weight >= FINISHED}
     patterns = [s.pattern for s in book.signatures if s.group == "symptom"]
+    for key in finish:
+        seen.pop(key, None)
     for src, n, text in scan.ring:
-        if (src, n) not in seen and any(p.search(text) for p in patterns):
+        if (src, n) not in seen and (src, n) not in finish and any(p.search(text) for p in patterns):
             seen[(src, n)] = Evidence(src, n, text)
     return sorted(seen.values(), key=lambda e: (e.source, e.line or 0))[:MAX_EVIDENCE]
 
