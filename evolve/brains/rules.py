@@ -20,7 +20,9 @@ all come from the campaign's workload (evolve/workloads/).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import random
 import re
@@ -312,8 +314,8 @@ class Views:
         return None
 
     def holds(self, file: str, key: str, condition: str) -> bool:
-        op, rhs = _CONDITION.match(str(condition)).groups()
-        current, target = self.get(file, key), yaml.safe_load(rhs)
+        op, target = _condition(str(condition))
+        current = self.get(file, key)
         if _is_number(current) and isinstance(target, str):
             try:  # YAML 1.1 reads 1e-3 (no dot) as a string
                 target = float(target)
@@ -371,7 +373,15 @@ class Views:
 
 
 def _copy(tree: dict[str, Any]) -> dict[str, Any]:
-    return yaml.safe_load(yaml.safe_dump(tree or {}))  # a deep copy that stays plain YAML
+    return copy.deepcopy(tree or {})  # the trees are plain YAML data (safe_load's output), so a deep copy is one
+
+
+@functools.cache
+def _condition(condition: str) -> tuple[str, Any]:
+    """A move's `when` condition as (operator, YAML value); the playbook's few conditions are parsed once a
+    process, not once a node a round (profiled: most of a 100-round plan was this parse)."""
+    op, rhs = _CONDITION.match(condition).groups()
+    return op, yaml.safe_load(rhs)
 
 
 def _is_number(x: Any) -> bool:

@@ -19,6 +19,7 @@ in from its start, so every node is idempotent:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -113,7 +114,8 @@ def plan_context(c: Campaign, n: int, node: Node | None = None, records: list[Ro
     tree = node is not None and bool(node.phase)
     if tree:
         base = next((r for r in records if r.round == node.round), None)
-        sha = c.workspace.round_commit(node.round) or c.workspace.best()
+        # the ledger holds the round's commit: a tag lookup a node costs git a process (profiled, round 100)
+        sha = (base.commit if base and base.commit else c.workspace.round_commit(node.round)) or c.workspace.best()
         if getattr(c.brain, "reads_workspace", True):
             c.workspace.reset(sha)
         config, launch = _config_at(c.workspace, sha, c.workload.config_file), _config_at(c.workspace, sha,
@@ -136,13 +138,17 @@ def plan_context(c: Campaign, n: int, node: Node | None = None, records: list[Ro
 
 
 def _config_at(workspace: Workspace, sha: str, path: str) -> dict[str, Any]:
-    """A config file as commit `sha` holds it, loaded ({} when absent, unparseable or not a mapping)."""
-    text = _text_at(workspace, sha, path)
-    try:
-        tree = yaml.safe_load(text) if text is not None else {}
-    except yaml.YAMLError:
-        return {}
-    return tree if isinstance(tree, dict) else {}
+    """A config file as commit `sha` holds it, loaded ({} when absent, unparseable or not a mapping); a copy, as
+    the brain may edit what it is given."""
+    key = (str(workspace.path), sha, path)
+    if key not in _CONFIGS:
+        text = _text_at(workspace, sha, path)
+        try:
+            tree = yaml.safe_load(text) if text is not None else {}
+        except yaml.YAMLError:
+            tree = {}
+        _CONFIGS[key] = tree if isinstance(tree, dict) else {}
+    return copy.deepcopy(_CONFIGS[key])
 
 
 def _solutions_run(c: Campaign, records: list[RoundRecord]) -> frozenset[str]:
@@ -156,6 +162,7 @@ def _solutions_run(c: Campaign, records: list[RoundRecord]) -> frozenset[str]:
 # time near round 100)
 _TEXTS: dict[tuple[str, str, str], str | None] = {}
 _DIGESTS: dict[tuple[str, str, str], str] = {}
+_CONFIGS: dict[tuple[str, str, str], dict[str, Any]] = {}
 
 
 def _text_at(workspace: Workspace, sha: str, path: str) -> str | None:
