@@ -156,6 +156,14 @@ BrokenPipeError: [Errno 32] Broken pipe
 """
 
 
+def test_an_inferred_crash_is_never_as_sure_as_a_verdict_the_run_wrote():
+    """1.0 is reserved for a run's own verdict: a crash read from many strong lines still stays below it."""
+    log = "".join(f"Segmentation fault (core dumped)\nFatal Python error: Aborted\nTraceback (most recent call last):\n"
+                  f"RuntimeError: CUDA error: an illegal memory access was encountered {i}\n" for i in range(20))
+    d = triage_text(log)
+    assert d.kind == "crash" and d.confidence < 1.0, (d.kind, d.confidence)
+
+
 def test_a_closed_pipe_traceback_after_the_finish_marker_is_shutdown_noise_but_not_before_it():
     finish = "epoch 30/30 loss=0.081 acc=0.972\nsaving model to out/final.pt ... done\nTraining completed.\n"
     d = triage_text(finish + SHUTDOWN)

@@ -165,7 +165,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
     elif scores["crash"] > 0 or malformed:
         kind = "crash"
         s1 = scores["crash"]
-        confidence = (1 - math.exp(-s1 / 2)) * s1 / (s1 + (scores[lead] if lead else 0.0)) if s1 else 0.5
+        confidence = min(MAX_INFERRED, (1 - math.exp(-s1 / 2)) * s1 / (s1 + (scores[lead] if lead else 0.0))) \
+            if s1 else 0.5
     elif scores["healthy"] > 0 and not symptoms:
         kind, confidence = "healthy", min(MAX_INFERRED, 1 - math.exp(-scores["healthy"] / 2))
     elif _worried_but_finished(scores, ranked, symptoms, guesses):
