@@ -309,14 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     n_jobs = max(1, cores() // max(1, args.parallel))
     jobs = [(comp, name) for comp in comps for name in names]
     peers: dict[str, dict[str, dict]] = {comp.id: {} for comp in comps}
-    with ProcessPoolExecutor(max(1, args.parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(peer_row, name, comp, budget_s, work / name / comp.id, n_jobs): (comp, name)
-                   for comp, name in jobs}
-        for future in as_completed(futures):
-            comp, name = futures[future]
-            got = peers[comp.id][name] = future.result()
-            print(f"{comp.id}: {name} {got['score'] if got['valid'] else 'invalid'} "
-                  f"({got.get('wall_s', '-')} s, metric {got.get('metric', '-')}) {got['note']}".rstrip(), flush=True)
+    def done(comp: Competition, name: str, got: dict) -> None:
+        peers[comp.id][name] = got
+        print(f"{comp.id}: {name} {got['score'] if got['valid'] else 'invalid'} "
+              f"({got.get('wall_s', '-')} s, metric {got.get('metric', '-')}) {got['note']}".rstrip(), flush=True)
+
+    if args.parallel <= 1:  # in this process: nothing to pickle, and a peer's traceback stays readable
+        for comp, name in jobs:
+            done(comp, name, peer_row(name, comp, budget_s, work / name / comp.id, n_jobs))
+    else:
+        with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(peer_row, name, comp, budget_s, work / name / comp.id, n_jobs): (comp, name)
+                       for comp, name in jobs}
+            for future in as_completed(futures):
+                done(*futures[future], future.result())
     result = {"budget": args.budget, "budget_s": budget_s, "cores": cores(), "peers": names,
               **compare(ours, peers, comps)}
     print(format_comparison(result, names))

@@ -114,7 +114,6 @@ def plan_context(c: Campaign, n: int, node: Node | None = None, records: list[Ro
     tree = node is not None and bool(node.phase)
     if tree:
         base = next((r for r in records if r.round == node.round), None)
-        # the ledger holds the round's commit: a tag lookup a node costs git a process (profiled, round 100)
         sha = (base.commit if base and base.commit else c.workspace.round_commit(node.round)) or c.workspace.best()
         if getattr(c.brain, "reads_workspace", True):
             c.workspace.reset(sha)
@@ -138,8 +137,7 @@ def plan_context(c: Campaign, n: int, node: Node | None = None, records: list[Ro
 
 
 def _config_at(workspace: Workspace, sha: str, path: str) -> dict[str, Any]:
-    """A config file as commit `sha` holds it, loaded ({} when absent, unparseable or not a mapping); a copy, as
-    the brain may edit what it is given."""
+    """A config file at commit `sha` ({} when absent, unparseable or not a mapping); a copy the brain may edit."""
     key = (str(workspace.path), sha, path)
     if key not in _CONFIGS:
         text = _text_at(workspace, sha, path)
@@ -157,9 +155,9 @@ def _solutions_run(c: Campaign, records: list[RoundRecord]) -> frozenset[str]:
                                                                           c.workload.config_file)))
 
 
-# a commit never changes: each round's file is read once per process, and its digest made once, not once per
-# node and plan (profiled: re-parsing every round's YAML for every node the tree offered was 60 % of the agent's
-# time near round 100)
+# a commit never changes: each round's file is read, parsed and digested once per process, not once per node and
+# plan (profiled: that re-parsing was 60 % of the agent's time near round 100); a node's commit is the ledger's
+# (a tag lookup costs git a process)
 _TEXTS: dict[tuple[str, str, str], str | None] = {}
 _DIGESTS: dict[tuple[str, str, str], str] = {}
 _CONFIGS: dict[tuple[str, str, str], dict[str, Any]] = {}

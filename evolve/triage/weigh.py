@@ -142,7 +142,9 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
             why.append((PROSE_WEIGHT * p, f"{top} +{PROSE_WEIGHT * p:.2f}: classifier p={p:.2f}, words: {shown}"))
             ranked = _rank(book, scores, found)
         why.append((0.0, "classifier: " + ", ".join(f"{k} {q:.2f}" for k, q in guesses[:3])))
+    # a user's report only: over bare output (`epoch 1`, `epoch 2`) the words are no evidence of health
     said_healthy = bool(guesses) and guesses[0][0] == "healthy" and guesses[0][1] >= PROSE_HEALTHY and not ranked \
+        and bool(_REPORT.search(text)) and len(set(prose.words(text))) >= PROSE_MIN_WORDS \
         and not any(_ERROR_LINE.search(e.text) or _FAILING.search(e.text) for e in symptoms) \
         and scores["crash"] == 0 and scores["healthy"] >= 0
     lead = ranked[0] if ranked else None
