@@ -88,6 +88,26 @@ def test_the_template_runs_and_the_agents_recomputed_cv_matches_its_printed_line
     assert "status: succeeded" in (template_run / LOG).read_text()
 
 
+def test_the_lightgbm_family_runs_and_its_cv_is_the_agents_and_without_the_package_it_is_refused(comp_dir, tmp_path,
+                                                                                              monkeypatch):
+    pytest.importorskip("lightgbm", reason="the kaggle extra is not installed (pip install -e '.[kaggle]')")
+    ws, out = tmp_path / "ws", tmp_path / "run"
+    shutil.copytree(TEMPLATE, ws)
+    (ws / "solution.yaml").write_text("model: lightgbm\ntrees: 60\n")
+    r = subprocess.run([sys.executable, "solution.py", "--data", str(comp_dir / "public"), "--metric", "macro_f1",
+                        "--out", str(out)], cwd=ws, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (out / LOG).write_text(r.stdout + r.stderr)
+    value = cv_score(open_competition(comp_dir), out)
+    assert math.isclose(printed_cv(out / LOG), value, rel_tol=1e-9) and 0.3 < value <= 1
+    assert grade(open_competition(comp_dir), out / "submission.csv").valid_submission
+    SklearnSolution(model="lightgbm")  # installed: accepted
+    import importlib.util
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lightgbm" else True)
+    with pytest.raises(ValueError, match=r"^model: 'lightgbm' needs the lightgbm package"):
+        SklearnSolution(model="lightgbm")  # absent: never proposed, and a hand edit is one line
+
+
 def test_a_fake_cv_line_a_missing_one_and_bad_oof_predictions_fail_the_objective(template_run, comp_dir, tmp_path):
     run = copy_run(template_run, tmp_path)
     honest = recompute(open_competition(comp_dir), run)

@@ -10,6 +10,7 @@ tables or images); the moves' `when` conditions read them beside the file's keys
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from evolve.competition.layout import Competition
 from evolve.strict import StrictError, build
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "templates"
-FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gradient_boosting", "knn")
+FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm", "knn")
 
 
 class SolutionError(StrictError):
@@ -34,10 +35,10 @@ def _within(key: str, value: float, low: float, high: float, low_open: bool = Fa
 class SklearnSolution:
     """playbooks/templates/competition/: scikit-learn model families with k-fold CV."""
     model: str = "hist_gradient_boosting"  # one of FAMILIES
-    trees: int = 100  # random_forest / extra_trees: trees; hist_gradient_boosting: boosting rounds
-    learning_rate: float = 0.1  # hist_gradient_boosting
+    trees: int = 100  # random_forest / extra_trees: trees; hist_gradient_boosting / lightgbm: boosting rounds
+    learning_rate: float = 0.1  # hist_gradient_boosting / lightgbm
     max_depth: int = 0  # trees' depth limit; 0 = none
-    l2: float = 0.0  # hist_gradient_boosting's l2_regularization
+    l2: float = 0.0  # hist_gradient_boosting's l2_regularization, lightgbm's reg_lambda
     c: float = 1.0  # linear: inverse regularisation (logistic C; ridge alpha = 1 / c)
     neighbors: int = 10  # knn
     folds: int = 5  # k of the k-fold CV that makes oof.csv
@@ -51,6 +52,10 @@ class SklearnSolution:
     def __post_init__(self) -> None:
         if self.model not in FAMILIES:
             raise SolutionError(f"model: {self.model!r} is not a model family; choose one of {', '.join(FAMILIES)}")
+        if self.model == "lightgbm" and importlib.util.find_spec("lightgbm") is None:
+            # the solution runs in this interpreter's environment: a family it cannot import is never proposed
+            raise SolutionError("model: 'lightgbm' needs the lightgbm package (pip install lightgbm, or the "
+                                "kaggle extra); choose another model")
         _within("trees", self.trees, 1, 5000)
         _within("learning_rate", self.learning_rate, 0, 1, low_open=True)
         _within("max_depth", self.max_depth, 0, 64)
@@ -71,7 +76,7 @@ class Template:
 
 TEMPLATES: dict[str, Template] = {
     "sklearn": Template(TEMPLATES_DIR / "competition", SklearnSolution,
-                        "scikit-learn families (linear, forests, boosting, k-NN) with k-fold CV"),
+                        "scikit-learn families (linear, forests, boosting, k-NN) and LightGBM, with k-fold CV"),
 }
 
 

@@ -39,7 +39,7 @@ import yaml  # noqa: E402
 DEFAULTS = {"model": "hist_gradient_boosting", "trees": 100, "learning_rate": 0.1, "max_depth": 0, "l2": 0.0,
             "c": 1.0, "neighbors": 10, "folds": 5, "scale": True, "log_target": False, "ordinal": True,
             "image_size": 8, "seed": 0, "blend": 0}
-FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gradient_boosting", "knn")
+FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm", "knn")
 KINDS = {"accuracy": "labels", "macro_f1": "labels", "quadratic_weighted_kappa": "labels", "roc_auc": "probabilities",
          "log_loss": "probabilities", "rmse": "values", "rmsle": "values", "mae": "values"}
 EPS = 1e-15  # Kaggle's log-loss clip; probabilities are written clipped, so every grader reads the same numbers
@@ -158,6 +158,15 @@ def make_model(config: argparse.Namespace, classify: bool, rows: int) -> object:
             max_iter=config.trees, learning_rate=config.learning_rate, max_depth=depth, l2_regularization=config.l2,
             early_stopping=False, random_state=seed)
         return model  # takes NaN as it is, and needs no scaling
+    elif family == "lightgbm":
+        try:
+            import lightgbm
+        except ImportError:
+            fail("model: lightgbm needs the lightgbm package (pip install lightgbm); or choose another model")
+        # the same keys as scikit-learn's boosting; min_child_samples 5 so a 100-row table still splits
+        return getattr(lightgbm, "LGBM" + side)(
+            n_estimators=config.trees, learning_rate=config.learning_rate, max_depth=config.max_depth or -1,
+            reg_lambda=config.l2, min_child_samples=5, random_state=seed, n_jobs=THREADS, verbose=-1)
     else:
         model = getattr(neighbors, "KNeighbors" + side)(n_neighbors=min(config.neighbors, rows), n_jobs=THREADS)
     scale = [StandardScaler()] if config.scale and family in ("linear", "knn") else []
