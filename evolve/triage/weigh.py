@@ -112,9 +112,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
       - else `unknown`, with the lines that look wrong as evidence: never a false `healthy`."""
     facts, why = facts or {}, []
     finished_at: dict[str, int] = {}
-    for i, hit in scan.hits.items():
-        if book.signatures[i].group == "kind:healthy" and book.signatures[i].weight >= FINISHED:
-            finished_at[hit.source] = min(hit.line, finished_at.get(hit.source, hit.line))
+    for source, line in _finish_lines(book, scan):
+        finished_at[source] = min(line, finished_at.get(source, line))
     if (quiet := without_shutdown_noise(scan, finished_at)) is not scan:
         why.append((0.0, "a shutdown traceback after the finish marker (closed pipes in process plumbing): ignored"))
         scan = quiet
@@ -231,14 +230,19 @@ def _worried_but_finished(scores: dict[str, float], ranked: list[str], symptoms:
         and all(_USERS_WORDS.search(e.text) and not _MACHINE.search(e.text) for e in symptoms)
 
 
+def _finish_lines(book: Playbook, scan: LogScan) -> set[tuple[str, int]]:
+    """(source, line) of every finish marker: a healthy signature worth at least FINISHED."""
+    return {(h.source, h.line) for i, h in scan.hits.items()
+            if book.signatures[i].group == "kind:healthy" and book.signatures[i].weight >= FINISHED}
+
+
 def _symptoms(book: Playbook, scan: LogScan) -> list[Evidence]:
     """Lines that look wrong (an error, a symptom word): the first of each symptom pattern and any among
     the last lines, in line order; the evidence of an `unknown`."""
     seen = {(h.source, h.line): Evidence(h.source, h.line, h.text) for i, h in scan.hits.items()
             if book.signatures[i].group == "symptom"}
     # a finish marker's own words (`Trainer.fit` stopped: `max_epochs=60` reached) are no symptom
-    finish = {(h.source, h.line) for i, h in scan.hits.items()
-              if book.signatures[i].group == "kind:healthy" and book.signatures[i].weight >= FINISHED}
+    finish = _finish_lines(book, scan)
     patterns = [s.pattern for s in book.signatures if s.group == "symptom"]
     for key in finish:
         seen.pop(key, None)
