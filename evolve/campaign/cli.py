@@ -10,7 +10,8 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def campaign_main(argv: list[str]) -> int:
@@ -30,14 +31,14 @@ def campaign_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.action == "status":
         return _guarded(lambda: _print_status(args.name, args.home, args.json))
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the run cleanly, like Ctrl-C
     from evolve.campaign import runner as campaign
 
-    if args.action == "start":
-        return _guarded(lambda: campaign.start(args.spec, args.home, args.verbose, name=args.name) and 0,
-                        resumable=True, name=lambda: args.name or _spec_name(args.spec))
-    return _guarded(lambda: campaign.resume(args.name, args.home, args.verbose) and 0, resumable=True,
-                    name=args.name)
+    with sigterm_as_interrupt():
+        if args.action == "start":
+            return _guarded(lambda: campaign.start(args.spec, args.home, args.verbose, name=args.name) and 0,
+                            resumable=True, name=lambda: args.name or _spec_name(args.spec))
+        return _guarded(lambda: campaign.resume(args.name, args.home, args.verbose) and 0, resumable=True,
+                        name=args.name)
 
 
 def report_main(argv: list[str]) -> int:
@@ -103,3 +104,14 @@ def _spec_name(path: str) -> str:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` stops the run cleanly, like Ctrl-C; the caller's own SIGTERM handler is back afterwards, so a
+    command called in-process (a test, a notebook) leaves nothing behind."""
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -149,16 +149,14 @@ def _run_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def _campaign(args: argparse.Namespace) -> int:
-    import signal
-
-    from evolve.campaign.cli import _guarded, _interrupt
+    from evolve.campaign.cli import _guarded, sigterm_as_interrupt
     from evolve.competition.run import RunRequest, run
 
     req = RunRequest(args.competition, args.budget, args.brain, args.workspace, args.name, args.rounds,
                      args.run_timeout, args.template, args.metric, search=args.search, drafts=args.drafts)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the run cleanly, like Ctrl-C
-    return _guarded(lambda: run(req, args.home, args.verbose) and 0, resumable=True,
-                    name=lambda: req.name or _competition_id(req))
+    with sigterm_as_interrupt():
+        return _guarded(lambda: run(req, args.home, args.verbose) and 0, resumable=True,
+                        name=lambda: req.name or _competition_id(req))
 
 
 def _suite_arguments(sub: argparse._SubParsersAction) -> None:
@@ -183,16 +181,14 @@ def _suite_arguments(sub: argparse._SubParsersAction) -> None:
 
 def _suite(args: argparse.Namespace) -> int:
     """0: every competition has a valid submission; 1: some have none (their rows say why); 130: interrupted."""
-    import signal
-
-    from evolve.campaign.cli import _interrupt
+    from evolve.campaign.cli import sigterm_as_interrupt
     from evolve.competition.suite_run import SuiteRequest, format_table, run_suite
 
     req = SuiteRequest(args.suite, args.budget, args.parallel, args.brain, args.rounds, args.run_timeout,
                        args.workspace, args.home, args.out, args.only, args.search, args.drafts)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops every campaign cleanly, like Ctrl-C
     try:
-        results = run_suite(req, say=lambda line: print(line, flush=True))
+        with sigterm_as_interrupt():  # `kill` stops every campaign cleanly, like Ctrl-C
+            results = run_suite(req, say=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         print("\ninterrupted; every campaign is saved: run the same command with the same --home to resume",
               file=sys.stderr)
