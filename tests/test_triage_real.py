@@ -212,6 +212,25 @@ def test_the_classifier_ships_and_is_small_and_never_beats_a_hard_signature():
     assert d.kind == "cuda_oom"
 
 
+def test_the_classifier_reads_a_long_line_of_a_report_to_its_end():
+    """Evidence keeps an excerpt of each line, but the classifier was trained on whole texts: a report written
+    as one long paragraph must reach it whole (it once read only the first 300 characters of each line)."""
+    from evolve.triage.scan import EXCERPT
+    from evolve.triage.weigh import classifier_text
+
+    words = "I ran the recipe unchanged on eight cards and the numbers look like this for a while " * 8
+    report = words + "and then most tokens are routed to the same expert, the other experts get almost nothing."
+    assert len(report) > 2 * EXCERPT
+    scan = BOOK.scanner()
+    scan_text(scan, report, "<report>")
+    assert classifier_text(scan).strip() == report
+    long_log = "\n".join(f"step {i} loss 0.5" for i in range(1000))
+    scan = BOOK.scanner()
+    scan_text(scan, long_log, "<log>")
+    text = classifier_text(scan)
+    assert text.startswith("step 0 loss 0.5") and text.endswith("step 999 loss 0.5") and len(text) < len(long_log)
+
+
 def test_words_alone_never_claim_more_than_the_prose_cap():
     from evolve.triage.weigh import PROSE_CAP
     for case in corpus.load("dev")[:40]:

@@ -103,7 +103,8 @@ class LogScan:
 
     def _chunk(self, chunk: bytes, source: str) -> None:
         if len(self.head) < HEAD_CHARS:
-            self.head += _printable(chunk[:HEAD_CHARS].decode("utf-8", "replace"))[:HEAD_CHARS - len(self.head)]
+            head = chunk[:HEAD_CHARS].decode("utf-8", "replace").translate(_HEAD_CONTROLS)
+            self.head += head[:HEAD_CHARS - len(self.head)]
         base = self.lines
         # Lines that differ only in digits (steps, timestamps, values) share a shape, and a long log is a
         # few dozen shapes repeated. Literals are looked for among the distinct shapes; a digit-blind regex
@@ -384,6 +385,7 @@ def _candidates(groups: list[list[int]], index: _ShapeIndex, lines: list[bytes],
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 # control characters in a log (escape sequences included) must not reach the user's terminal as evidence
 _CONTROLS = {c: "\ufffd" for c in [*range(0, 9), *range(10, 32), 127]} | {13: " "}  # CR: progress bars, CRLF
+_HEAD_CONTROLS = _CONTROLS | {10: "\n"}  # the head is many lines: it keeps their breaks
 
 
 def _printable(text: str) -> str:

@@ -8,7 +8,7 @@ import string
 
 from evolve.triage import prose
 from evolve.triage.playbook import OPS, Playbook
-from evolve.triage.scan import LogScan
+from evolve.triage.scan import HEAD_CHARS, LogScan
 from evolve.triage.shutdown import without_shutdown_noise
 from evolve.triage.vocabulary import KINDS, Diagnosis, Evidence, Remedy
 
@@ -216,9 +216,12 @@ _REPORT = re.compile(r"(?<=[^\W\d_])\?(?!\w)|？|"
 
 
 def classifier_text(scan: LogScan) -> str:
-    """What the classifier reads: the whole text when it is short, else its head and its last lines."""
-    tail = "\n".join(t for _, _, t in scan.ring)
-    return tail if scan.lines <= len(scan.ring) else scan.head + "\n" + tail
+    """What the classifier reads: the whole text when the head holds it, else the head and the last lines.
+    The head, not the ring: the ring's lines are cut to an excerpt, and a user's report is often one long
+    paragraph a line, of which the classifier (trained on whole texts) would read only the start."""
+    if scan.lines <= len(scan.ring) and len(scan.head) < HEAD_CHARS:
+        return scan.head
+    return scan.head + "\n" + "\n".join(t for _, _, t in scan.ring)
 
 
 def _worried_but_finished(scores: dict[str, float], ranked: list[str], symptoms: list[Evidence],
