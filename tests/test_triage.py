@@ -448,3 +448,34 @@ def _cli_text(d) -> str:
     """The text `evolve triage` prints: remedies with how the framework's workload does them."""
     workload = for_framework(d.framework)
     return format_text(d, how=lambda kind, r: workload.how_to(kind, r.id))
+
+
+def _greedy_hubs(literals, size=4, least=3):
+    """The grouping by its definition: recount every ungrouped literal's substrings before each pick."""
+    from collections import Counter
+
+    grams = {lit: {lit[k:k + size] for k in range(len(lit) - size + 1)} for lit in literals}
+    left, groups = set(literals), {}
+    while left:
+        count = Counter(g for lit in left for g in grams[lit])
+        best = max(count.items(), key=lambda kv: (kv[1], kv[0]), default=None)
+        if best is None or best[1] < least:
+            break
+        groups[best[0]] = sorted(lit for lit in left if best[0] in grams[lit])
+        left -= set(groups[best[0]])
+    groups.update({lit: [lit] for lit in sorted(left)})
+    return groups
+
+
+def test_literal_hubs_match_the_greedy_definition():
+    import random
+
+    from evolve.triage.scan import _hubs, _shape
+
+    scan = load_playbook().scanner()
+    shipped = tuple(sorted({_shape(lit) for lit in set(scan._filtered) | set(scan._key_literals)}))
+    rng = random.Random(7)
+    made = tuple(sorted({bytes(rng.choice(b"abcde") for _ in range(rng.randint(3, 9))) for _ in range(400)}))
+    for literals in (shipped, made):
+        hubs, expected = _hubs(literals), _greedy_hubs(literals)
+        assert list(hubs.items()) == list(expected.items())
