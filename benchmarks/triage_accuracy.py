@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -34,6 +35,7 @@ BINS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 1.01)
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the report quietly, as it ends any command
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", choices=("dev", "test", "all"), default="test")
     p.add_argument("--misses", action="store_true", help="list every miss with its top evidence")
