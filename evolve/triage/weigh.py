@@ -112,7 +112,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
       - else `unknown`, with the lines that look wrong as evidence: never a false `healthy`."""
     facts, why = facts or {}, []
     finished_at: dict[str, int] = {}
-    for source, line in _finish_lines(book, scan):
+    finish = _finish_lines(book, scan)
+    for source, line in finish:
         finished_at[source] = min(line, finished_at.get(source, line))
     if (quiet := without_shutdown_noise(scan, finished_at)) is not scan:
         why.append((0.0, "a shutdown traceback after the finish marker (closed pipes in process plumbing): ignored"))
@@ -122,7 +123,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         scores = {k: from_rules[k] for k in KINDS}
     ranked = _rank(book, scores, found)
     guesses, words, text = [], book.words, ""
-    symptoms = _symptoms(book, scan)
+    reported = readable = False  # a user's words (a question, a complaint), and enough of them to read
+    symptoms = _symptoms(book, scan, finish)
     # words explain what looks wrong or what a user reports; over output in which nothing looks wrong they
     # must be far surer (a plain `step 10 loss 0.5` is no failure), and they never outvote output the
     # trainer could not have written
@@ -130,8 +132,10 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         text = classifier_text(scan)
         guesses = words.predict(text)
         top, p = guesses[0]
-        least = PROSE_MIN if _REPORT.search(text) else PROSE_MIN_SYMPTOM if symptoms else PROSE_MIN_QUIET
-        if len(set(prose.words(text))) < PROSE_MIN_WORDS:
+        reported = bool(_REPORT.search(text))
+        readable = len(set(prose.words(text))) >= PROSE_MIN_WORDS
+        least = PROSE_MIN if reported else PROSE_MIN_SYMPTOM if symptoms else PROSE_MIN_QUIET
+        if not readable:
             least = 1.01  # a CSV header or a bare number line: too few words to say anything
         if top not in GENERIC and p >= least:
             scores[top] += PROSE_WEIGHT * p
@@ -143,7 +147,7 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         why.append((0.0, "classifier: " + ", ".join(f"{k} {q:.2f}" for k, q in guesses[:3])))
     # a user's report only: over bare output (`epoch 1`, `epoch 2`) the words are no evidence of health
     said_healthy = bool(guesses) and guesses[0][0] == "healthy" and guesses[0][1] >= PROSE_HEALTHY and not ranked \
-        and bool(_REPORT.search(text)) and len(set(prose.words(text))) >= PROSE_MIN_WORDS \
+        and reported and readable \
         and not any(_ERROR_LINE.search(e.text) or _FAILING.search(e.text) for e in symptoms) \
         and scores["crash"] == 0 and scores["healthy"] >= 0
     lead = ranked[0] if ranked else None
@@ -239,13 +243,12 @@ def _finish_lines(book: Playbook, scan: LogScan) -> set[tuple[str, int]]:
             if book.signatures[i].group == "kind:healthy" and book.signatures[i].weight >= FINISHED}
 
 
-def _symptoms(book: Playbook, scan: LogScan) -> list[Evidence]:
+def _symptoms(book: Playbook, scan: LogScan, finish: set[tuple[str, int]]) -> list[Evidence]:
     """Lines that look wrong (an error, a symptom word): the first of each symptom pattern and any among
     the last lines, in line order; the evidence of an `unknown`."""
     seen = {(h.source, h.line): Evidence(h.source, h.line, h.text) for i, h in scan.hits.items()
             if book.signatures[i].group == "symptom"}
     # a finish marker's own words (`Trainer.fit` stopped: `max_epochs=60` reached) are no symptom
-    finish = _finish_lines(book, scan)
     patterns = [s.pattern for s in book.signatures if s.group == "symptom"]
     for key in finish:
         seen.pop(key, None)
