@@ -157,6 +157,8 @@ def test_a_regex_outside_the_index_is_compiled_as_it_loads(tmp_path):
     (r"(loss|gradient norm) is (?P<v>nan|-?inf) at step", "LOSS IS NAN AT STEP"),
     (r"mat1 and mat2 shapes cannot be multiplied", "mat1 and mat2 shapes cannot be multiplied"),
     (r"Watchdog caught collective operation timeout", "[Rank 3] Watchdog caught collective operation timeout:"),
+    # one CJK character is 3 bytes, a usable literal: counted as one character it left the regex unfiltered
+    (r"(?i)(box|框)[^\n]{0,40}(\bxywh\b|\[\s*x\s*,)", "预测框的格式是 xywh"),
 ])
 def test_required_literals_are_a_superset_test(regex, text):
     lits = required_literals(regex)

@@ -190,13 +190,13 @@ def required_literals(regex: str) -> list[bytes] | None:
     Walks the parsed regex. A stretch made only of literals and small alternations (`(GRPO|PPO)Trainer`)
     is expanded into the finite set of strings it can match ({grpotrainer, ppotrainer}); a group's or a
     repeat's (min >= 1) requirement is required; an alternation requires one of its branches'. The set
-    whose shortest string is longest wins: a longer literal is rarer, so fewer lines get matched.
+    whose shortest string is longest (in UTF-8 bytes) wins: a longer literal is rarer, so fewer lines get matched.
     """
     try:
         best = _best(_parsed(regex))
     except Exception:  # the parser is CPython-internal; without it a signature is simply never prefiltered
         return None
-    if not best or min(len(s) for s in best) < 2:
+    if not best or _shortest(best) < 2:
         return None
     return sorted({s.encode().lower() for s in best})  # ASCII-only lowering, as bytes.lower()
 
@@ -254,4 +254,10 @@ def _best(seq) -> list[str] | None:
         if sub:
             options.append(sub)
     options.append(sorted(run))
-    return max(options, key=lambda o: min(len(s) for s in o), default=None)
+    return max(options, key=_shortest, default=None)
+
+
+def _shortest(strings: list[str] | set[str]) -> int:
+    """The shortest string's length in UTF-8 bytes, what the scanner searches: one CJK character (3 bytes,
+    rare in a log) is a usable literal, where counted as one character it left its regex unfiltered."""
+    return min(len(s.encode()) for s in strings)
