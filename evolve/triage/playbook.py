@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from evolve.strict import check_keys
-from evolve.triage import prose
+from evolve.triage import arbiter, prose
+from evolve.triage.arbiter import Arbiter
 from evolve.triage.prose import Model
 from evolve.triage.regexes import Signature
 from evolve.triage.scan import LogScan
@@ -31,6 +32,8 @@ class Playbook:
     signatures: list[Signature]  # group is "kind:<kind>", "framework:<name>" or "symptom"
     metric_keys: list[str]
     words: Model | None = None  # the prose classifier (evolve/triage/prose.py), when its weights ship
+    # the learned last word between rules and words (evolve/triage/arbiter.py); anything with its `choose`
+    arbiter: Arbiter | None = None
 
     def scanner(self) -> LogScan:
         return LogScan(self.signatures, self.metric_keys)
@@ -97,7 +100,7 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
             check_keys(r.get("advice") or {}, set(FRAMEWORKS), f"{where}.remedies.{r.get('id')}.advice")
             if not r.get("id") or not r.get("text"):
                 raise ValueError(f"{where}.remedies: each remedy needs an id and a text")
-    return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)), prose.load())
+    return Playbook(kinds, frameworks, sigs, sorted(set(metric_keys)), prose.load(), arbiter.load())
 
 
 def _merge(fragment: Path, raw: dict, kinds: dict) -> None:

@@ -7,6 +7,7 @@ import re
 import string
 
 from evolve.triage import prose
+from evolve.triage.arbiter import Weighed
 from evolve.triage.playbook import OPS, Playbook
 from evolve.triage.scan import HEAD_CHARS, LogScan
 from evolve.triage.shutdown import without_shutdown_noise
@@ -122,6 +123,9 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
     if verdict == "healthy":  # a run that says it succeeded can still be sick in its metrics (reward hacking)
         scores = {k: from_rules[k] for k in KINDS}
     ranked = _rank(book, scores, found)
+    # the evidence before any words: what the arbiter reads
+    before_words = {"scores": dict(scores), "rules": from_rules, "ranked": list(ranked),
+                    "strongest": {k: max([w for w, _, _ in v] + [0.0]) for k, v in found.items()}}
     guesses, words, text = [], book.words, ""
     reported = readable = False  # a user's words (a question, a complaint), and enough of them to read
     symptoms = _symptoms(book, scan, finish)
@@ -187,6 +191,17 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
         kind, confidence = "unknown", NO_EVIDENCE_CONFIDENCE
         why.append((0.0, "unknown: " + ("no signature, metric rule or word explains the lines that look wrong"
                                         if symptoms else "no evidence of a failure, and none of a clean finish")))
+    if book.arbiter is not None and words is not None and verdict is None and not malformed:
+        if not guesses:  # a hard signature fired: the hand weighing did not ask the classifier, the arbiter does
+            text = classifier_text(scan)
+            guesses = words.predict(text)
+            readable = len(set(prose.words(text))) >= PROSE_MIN_WORDS
+        if readable:  # too few words (a CSV header, `epoch 1`) and the classifier says nothing: nor does it
+            weighed = Weighed(**before_words, probs=dict(guesses), said=kind, symptoms=len(symptoms),
+                              error_symptom=any(_ERROR_LINE.search(e.text) for e in symptoms),
+                              failing_symptom=any(_FAILING.search(e.text) for e in symptoms),
+                              reported=bool(_REPORT.search(text)), finished=bool(finish))
+            kind, confidence = _arbitrate(book, weighed, confidence, found, why, text)
     items = sorted(found[kind], key=lambda t: (-t[0], t[1].line if t[1].line is not None else math.inf))
     evidence = ([verdict_evidence] if verdict_evidence else []) + list(malformed)
     for _, e, _ in items:  # two signatures on one line are one piece of evidence
@@ -217,6 +232,24 @@ _REPORT = re.compile(r"(?<=[^\W\d_])\?(?!\w)|？|"
                      r"(?i:\b(issue|problem|bug|help|why|how (do|can|to)|any (idea|hint)s?|does ?n[o']t|can ?n[o']t|"
                      r"won'?t|is ?n[o']t|are ?n[o']t|did ?n[o']t|never|no longer|keeps?|suddenly|"
                      r"instead of|expected|should)\b)")
+
+
+def _arbitrate(book: Playbook, weighed: Weighed, confidence: float, found: Found, why: list[tuple[float, str]],
+               text: str) -> tuple[str, float]:
+    """The arbiter's kind and confidence where it overrules the hand weighing's (`weighed.said`), which
+    then stays in `why`. Its probability is the confidence: capped at PROSE_CAP when only words back the kind."""
+    choice = book.arbiter.choose(weighed)
+    kind = choice.kind
+    if kind == weighed.said:
+        return kind, confidence
+    why.insert(0, (math.inf, f"{kind}: the arbiter (p={choice.p:.2f}) over the hand weighing's {weighed.said} "
+                             f"(p={choice.probs.get(weighed.said, 0.0):.2f})"))
+    on_words = sum(w for w, e, _ in found[kind] if e.source != "classifier") < DECIDES
+    if not found[kind]:  # the words are its evidence
+        shown = ", ".join(w for w, _ in book.words.words_for(text, kind))
+        said = f"the words say {kind} (p={weighed.probs.get(kind, 0.0):.2f}): {shown}"
+        found[kind].append((0.0, Evidence("classifier", None, said), {}))
+    return kind, min(PROSE_CAP if on_words else MAX_INFERRED, choice.p)
 
 
 def classifier_text(scan: LogScan) -> str:
