@@ -1,14 +1,15 @@
 """Triage: turn a run directory, a log file, a pasted report or an MLflow run into a `Diagnosis`.
 
 The knowledge is data: playbooks/triage.yaml (kinds, root causes, remedies, signatures, metric rules)
-plus playbooks/triage.d/*.yaml (more signatures and rules, by concern) and playbooks/triage_prose.json
-(the prose classifier's weights). This package reads and weighs it:
+plus playbooks/triage.d/*.yaml (more signatures and rules, by concern), playbooks/triage_prose.json
+(the prose classifier's weights) and playbooks/triage_arbiter.json (the arbiter's). This package reads and weighs it:
 
     vocabulary.py  the closed set of kinds, Evidence / Remedy / Diagnosis
     playbook.py    the strict loader (main file + fragments)
     scan.py        the streaming scanner: signatures and metric series over logs of any size, by line shape
     prose.py       the lexical classifier for what no signature explains (trained by scripts/)
     weigh.py       evidence → kind: the run's verdict, else signatures + metric rules + words; root first
+    arbiter.py     the learned last word between the hand weighing and the classifier (fitted by scripts/)
     targets.py     what can be triaged (run dir, file, stdin, text, mlflow:), each read as untrusted
     baseline.py    what is new in a failed run against the last healthy one
     corpus.py      the labelled corpus of real failure reports, split by thread
@@ -18,7 +19,8 @@ Confidence of an inferred kind: with s_k the summed weights of kind k's distinct
 rules and (when no hard signature fired) the classifier's probability × PROSE_WEIGHT,
     confidence = (1 - exp(-s1 / 2)) · s1 / (s1 + s2)
 for the winner s1 and the runner-up s2; capped at PROSE_CAP when the words carry the decision, at
-MAX_INFERRED otherwise (1.0 is a verdict the run wrote itself). `healthy` needs positive evidence; output
+MAX_INFERRED otherwise (1.0 is a verdict the run wrote itself). Where the arbiter overrules that kind, its
+probability is the confidence. `healthy` needs positive evidence; output
 with a symptom that nothing explains is `unknown`. benchmarks/triage_accuracy.py prints the reliability
 table that checks these numbers against the corpus.
 """
