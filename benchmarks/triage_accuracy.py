@@ -5,6 +5,7 @@ confusion table, the `unknown` rate, how often a failure was called `healthy`, a
     .venv/bin/python benchmarks/triage_accuracy.py            # the test half: the figure we publish
     .venv/bin/python benchmarks/triage_accuracy.py --split dev
     .venv/bin/python benchmarks/triage_accuracy.py --misses   # and list every miss
+    .venv/bin/python benchmarks/triage_accuracy.py --no-arbiter          # the hand weighing's kinds alone
     .venv/bin/python benchmarks/triage_accuracy.py --split dev --oof 5   # the classifier out of fold
     .venv/bin/python benchmarks/triage_accuracy.py --cases DIR          # cases not yet placed (fresh ones)
 
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", choices=("dev", "test", "all"), default="test")
     p.add_argument("--misses", action="store_true", help="list every miss with its top evidence")
-    p.add_argument("--rules-only", action="store_true", help="leave the prose classifier out")
+    p.add_argument("--rules-only", action="store_true", help="leave the prose classifier (and the arbiter) out")
+    p.add_argument("--no-arbiter", action="store_true", help="the hand weighing's kind, with no arbiter")
     p.add_argument("--oof", type=int, metavar="K", help="judge each case with a classifier trained on the other "
                    "K-1 folds of threads (dev only)")
     p.add_argument("--cases", type=Path, metavar="DIR", help="the case files under DIR instead of a half")
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     book = load_playbook()
     if args.rules_only:
         book.words = None
+    if args.no_arbiter:
+        book.arbiter = None
     start = time.perf_counter()
     results = _out_of_fold(cases, book, args.oof) if args.oof else [(c, triage_text(c.text, book, c.name))
                                                                     for c in cases]
@@ -61,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(results)
     where = f"{args.cases}" if args.cases else f"the {args.split} half"
     how = f"classifier out of {args.oof} folds" if args.oof else f"classifier {'on' if book.words else 'absent'}"
+    how += ", arbiter " + ("on" if book.arbiter and book.words else "off")
     print(f"triage accuracy on {where}: {sum(right)}/{n} = {sum(right) / n:.1%}  "
           f"({elapsed / n * 1000:.1f} ms a case; {how})")
 
