@@ -488,3 +488,19 @@ def test_every_shipped_signature_has_a_literal_to_prefilter_it():
     once took the 10 MB benchmark over its 1 s goal. Give it a literal (a word every match must contain)."""
     book = load_playbook()
     assert [book.signatures[i].regex for i in book.scanner()._always] == []
+
+
+def test_literals_are_found_among_tokens_exactly_as_among_whole_lines():
+    """A literal without whitespace is looked for among a chunk's distinct tokens (a third of the bytes):
+    the literals found must be those a search of the whole lines finds, spaced literals included."""
+    scan = load_playbook().scanner()
+    lines = [b"step 10 loss: nan grad_norm: inf", b"RuntimeError: CUDA out of memory. Tried to allocate 2 GiB",
+             b"[rank3]:[E ProcessGroupNCCL.cpp:616] Watchdog caught collective operation timeout",
+             b"\tOSError: [Errno 28] No space left on device", b"Killed", b"train_runtime': 812.3"]
+    from evolve.triage.scan import _shape
+
+    shapes = b"\n".join(_shape(line).lower() for line in lines)  # as a chunk's blob: digits zeroed, lower case
+    wanted = set(scan._filtered)
+    naive = {lit for lit in wanted | set(scan._key_literals) if _shape(lit) in shapes}
+    assert scan._present(shapes, wanted) == naive and len(naive) > 10
+    assert any(b" " in lit for lit in naive)  # a spaced literal was found too (`out of memory`, ...)

@@ -78,6 +78,10 @@ class LogScan:
         self._key_literals = sorted({_longest_plain(k).lower().encode() for k in metric_keys} - {b""})
         # the same playbook builds the same groups: computed once a process, not once a triage
         self._hubs = _hubs(tuple(sorted({_shape(lit) for lit in set(self._filtered) | set(self._key_literals)})))
+        # a literal without whitespace lies inside one whitespace-separated token: it is looked for among the
+        # chunk's distinct tokens, a third the bytes of its distinct lines (a log repeats its words more)
+        self._spaced = {lit for hub, lits in self._hubs.items() for lit in (hub, *lits)
+                        if lit.translate(None, _WHITESPACE) != lit}
         self._metric_re = _PAIR if metric_keys else None
         self._wanted: dict[str, bool] = {}
 
@@ -160,11 +164,12 @@ class LogScan:
     def _present(self, shapes: bytes, wanted: set[bytes]) -> set[bytes]:
         """Which wanted literals occur (digits zeroed); a hub's absence rules out all its literals at once."""
         wanted_shapes = {_shape(lit) for lit in wanted | set(self._key_literals)}
+        tokens, spaced = b"\n".join(set(shapes.split())), self._spaced
         found: set[bytes] = set()
         for hub, lits in self._hubs.items():
             lits = [lit for lit in lits if lit in wanted_shapes]
-            if lits and hub in shapes:
-                found.update(lit for lit in lits if lit == hub or lit in shapes)
+            if lits and hub in (shapes if hub in spaced else tokens):
+                found.update(lit for lit in lits if lit == hub or lit in (shapes if lit in spaced else tokens))
         return {lit for lit in wanted | set(self._key_literals) if _shape(lit) in found}
 
     def _spans(self, line: bytes) -> list[tuple[str | None, tuple[int, int], tuple[int, int]]]:
@@ -391,6 +396,9 @@ _HEAD_CONTROLS = _CONTROLS | {10: "\n"}  # the head is many lines: it keeps thei
 
 def _printable(text: str) -> str:
     return text.translate(_CONTROLS)
+
+
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what bytes.split() splits on
 
 
 def _shape(text: bytes) -> bytes:
