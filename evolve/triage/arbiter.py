@@ -10,9 +10,9 @@ confidence of a kind it chooses.
 It is fitted (scripts/build_triage_arbiter.py) on what the rules and the classifier said of *fresh* cases:
 each corpus round judged by the rules as they stood before that round was learnt from (git history) and a
 classifier trained without that round. That is how both meet a new report, where fitting on the dev half
-they were built from would only teach it to trust them. Held out a round at a time it names 649 of 833
-fresh cases against the hand weighing's 628 (`--report` prints the table); the gain is in the older rounds,
-whose rules were weaker: on the four latest it is 221 against 221.
+they were built from would only teach it to trust them. Held out a round at a time it names 650 of 833
+fresh cases against the hand weighing's 629 (`--report` prints the table); the gain is in the older rounds,
+whose rules were weaker: on the four latest it is 222 against 223.
 
 Two guards keep it honest, as the hand weighing is:
   - `healthy` needs positive evidence: the arbiter may call a run healthy only where the hand weighing did,
@@ -36,7 +36,7 @@ from evolve.triage.vocabulary import KINDS
 MODEL = Path(__file__).resolve().parents[2] / "playbooks" / "triage_arbiter.json"
 HEALTHY_P = 0.6  # the least it must be sure of a healthy the hand weighing did not call
 # `unknown` means nothing explains the lines that look wrong; a kind the arbiter is less sure of than this is
-# no explanation (held out, its picks over an unknown were right 5 times in 9 at p >= 0.6, 12 in 28 at 0.3)
+# no explanation (held out over rounds r4-r10, its picks over an unknown were right 5 in 9 at p >= 0.6, 12 in 28 at 0.3)
 UNKNOWN_P = 0.6
 CANDIDATES = tuple(k for k in KINDS if k != "unknown")  # no case is labelled unknown: it is the absence of a kind
 HARD = 3.0  # weigh.HARD: one signature this strong decides on its own
