@@ -472,7 +472,8 @@ def _greedy_hubs(literals, size=4, least=3):
 def test_literal_hubs_match_the_greedy_definition():
     import random
 
-    from evolve.triage.scan import _hubs, _shape
+    from evolve.triage.hubs import hubs as _hubs
+    from evolve.triage.scan import _shape
 
     scan = load_playbook().scanner()
     shipped = tuple(sorted({_shape(lit) for lit in set(scan._filtered) | set(scan._key_literals)}))

@@ -7,6 +7,7 @@ plus playbooks/triage.d/*.yaml (more signatures and rules, by concern), playbook
     vocabulary.py  the closed set of kinds, Evidence / Remedy / Diagnosis
     playbook.py    the strict loader (main file + fragments)
     scan.py        the streaming scanner: signatures and metric series over logs of any size, by line shape
+    hubs.py        its first filter: the literals grouped under shared substrings
     prose.py       the lexical classifier for what no signature explains (trained by scripts/)
     weigh.py       evidence → kind: the run's verdict, else signatures + metric rules + words; root first
     arbiter.py     the learned last word between the hand weighing and the classifier (fitted by scripts/)
