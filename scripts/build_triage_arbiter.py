@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from evolve.triage import arbiter, corpus, load_playbook, prose, triage_text  # noqa: E402
 from evolve.triage.arbiter import Choice, Weighed  # noqa: E402
+from evolve.triage.playbook import _REMEDY_KEYS  # noqa: E402  (what today's loader accepts; older playbooks had `set`)
 
 # round prefix -> the commit whose rules had not yet learnt from it: the round was added there, or just after
 ROUNDS = {"r4": "f7cb6bb^", "r5": "45afa6e^", "r6": "240edd1", "r7": "99de800", "r8": "001c5de", "r9": "f8f87b0",
           "r10": "983b7c4", "r11": "72f3373"}
-_REMEDY_KEYS = {"id", "text", "advice", "when"}  # what today's loader accepts; older playbooks had `set`
 arbiter.load = lambda *_: None  # the shipped arbiter is what is rebuilt: it has no say here (and may be stale)
 
 
