@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cases = corpus.load("dev")
     model = prose.train([c.text for c in cases], [c.kind for c in cases], c=args.c)
-    args.out.write_text(json.dumps(model, separators=(",", ":"), sort_keys=True) + "\n")
+    args.out.write_text(json.dumps(prose.pack(model), separators=(",", ":"), sort_keys=True) + "\n")
     print(f"{args.out}: {len(model['weights'])} features x {len(model['classes'])} kinds from {len(cases)} dev cases, "
           f"{args.out.stat().st_size / 1024:.0f} KiB")
     return 0

@@ -212,6 +212,16 @@ def test_the_classifier_ships_and_is_small_and_never_beats_a_hard_signature():
     assert d.kind == "cuda_oom"
 
 
+def test_the_packed_weights_file_loads_to_the_weights_trained(tmp_path):
+    model = {"classes": ["a", "b"], "bias": [0.1, -0.1],
+             "weights": {"w:loss": [[0, 0.123], [1, -2.5]], "c:nan": [[1, 0.1]], "b:x y": [[0, -0.007]]}}
+    path = tmp_path / "prose.json"
+    path.write_text(json.dumps(prose.pack(model)))
+    loaded = prose.load.__wrapped__(path)
+    assert loaded.weights == model["weights"] and loaded.classes == ["a", "b"] and loaded.bias == [0.1, -0.1]
+    assert json.loads(path.read_text())["weights"]["w:loss"] == [0, 123, 1, -2500]
+
+
 def test_the_classifier_reads_a_long_line_of_a_report_to_its_end():
     """Evidence keeps an excerpt of each line, but the classifier was trained on whole texts: a report written
     as one long paragraph must reach it whole (it once read only the first 300 characters of each line)."""

@@ -24,6 +24,7 @@ MAX_CHARS = 20_000  # the classifier reads at most this much text (the head of a
 _WORD = re.compile(r"[a-z][a-z0-9_]*")
 _HEX = re.compile(r"0x[0-9a-f]+")
 _DIGITS = re.compile(r"\d+")
+SCALE = 1000  # the shipped file's weights are integer thousandths (`pack`)
 
 
 def words(text: str) -> list[str]:
@@ -92,7 +93,17 @@ def load(path: Path = MODEL) -> Model | None:
     if not path.is_file():
         return None
     raw = json.loads(path.read_text())
-    return Model(raw["classes"], raw["bias"], raw["weights"])
+    scale = raw.get("scale", 1)
+    return Model(raw["classes"], raw["bias"],
+                 {f: [[kv[i], kv[i + 1] / scale] for i in range(0, len(kv), 2)] for f, kv in raw["weights"].items()}
+                 if scale != 1 else raw["weights"])
+
+
+def pack(model: dict) -> dict:
+    """`train`'s model as the shipped file stores it: each feature's weights as one flat list of class
+    indices and integer thousandths (the precision `train` keeps), which makes the file a fifth smaller."""
+    flat = {f: [x for k, v in kv for x in (k, round(v * SCALE))] for f, kv in model["weights"].items()}
+    return {**model, "scale": SCALE, "weights": flat}
 
 
 def train(texts: list[str], labels: list[str], c: float = 20.0, keep: float = 0.1) -> dict:
