@@ -93,10 +93,9 @@ def load(path: Path = MODEL) -> Model | None:
     if not path.is_file():
         return None
     raw = json.loads(path.read_text())
-    scale = raw.get("scale", 1)
+    scale = raw["scale"]
     return Model(raw["classes"], raw["bias"],
-                 {f: [[kv[i], kv[i + 1] / scale] for i in range(0, len(kv), 2)] for f, kv in raw["weights"].items()}
-                 if scale != 1 else raw["weights"])
+                 {f: [[kv[i], kv[i + 1] / scale] for i in range(0, len(kv), 2)] for f, kv in raw["weights"].items()})
 
 
 def pack(model: dict) -> dict:
