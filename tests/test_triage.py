@@ -47,6 +47,7 @@ def test_playbook_has_exactly_the_closed_vocabulary_and_covers_the_trainers_kind
     (lambda b: b["kinds"].pop("disk_full"), "disk_full"),
     (lambda b: b["kinds"]["timeout"]["signatures"].append({"regex": "(unclosed", "weight": 1}), "(unclosed"),
     (lambda b: b["kinds"]["grad_explosion"]["metric_rules"][0].update(value="1.0e4"), "metric_rules.value"),
+    (lambda b: b["kinds"]["nan_loss"].update(after=["kl_blew_up"]), "kinds.nan_loss.after"),
 ])
 def test_playbook_loading_is_strict_and_names_the_offending_key(tmp_path, edit, named):
     book = yaml.safe_load((ROOT / "playbooks" / "triage.yaml").read_text())

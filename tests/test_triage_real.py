@@ -197,6 +197,27 @@ def test_the_root_kind_comes_first_and_the_timeout_it_caused_is_listed():
     assert d.kind == "cuda_oom" and "dist_timeout" in d.also
 
 
+def _verl(steps, loss, kl):
+    return [f"step:{i} - actor/pg_loss:{loss(i)} - actor/ppo_kl:{kl(i)} - critic/score/mean:"
+            f"{0.4 + i / 100 if loss(i) != 'nan' else 'nan'}" for i in steps]
+
+
+def _tqdm(steps, loss, kl):
+    return [f"Episode [1/1]:  {i}%|  | {i}/272 [1:00:00<2:00:00, 176.40s/it, policy_loss={loss(i)}, kl={kl(i)}, "
+            f"reward={0.5 + i / 100 if loss(i) != 'nan' else 0}]" for i in steps]
+
+
+def test_a_kl_that_grew_before_the_loss_went_nan_is_the_root_but_a_kl_nan_on_the_same_step_is_not():
+    nan = "nan".format
+    grew = _verl(range(7), lambda i: 0.3, lambda i: round(0.01 * 4 ** i, 3)) + _verl([7, 8], nan, nan)
+    d = triage_text("\n".join(grew))
+    assert d.kind == "kl_blowup" and "nan_loss" in d.also  # the NaN scores higher, but came after the growth
+    # a KL that is NaN only from the step the loss is: both come from the same NaN, which is the root
+    same = _tqdm(range(6), lambda i: 0.013, lambda i: 0.004) + _tqdm(range(6, 9), nan, nan)
+    d = triage_text("\n".join(same))
+    assert d.kind == "nan_loss" and "kl_blowup" in d.also
+
+
 def test_a_report_in_prose_is_understood():
     d = triage_text("most tokens are routed to the same expert after a few hundred steps, the other experts get "
                     "almost nothing")

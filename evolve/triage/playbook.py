@@ -39,7 +39,7 @@ class Playbook:
         return LogScan(self.signatures, self.metric_keys)
 
 
-_KIND_KEYS = {"signatures", "metric_rules", "root_cause", "remedies", "effect_of"}
+_KIND_KEYS = {"signatures", "metric_rules", "root_cause", "remedies", "effect_of", "after"}
 _RULE_KEYS = {"keys", "agg", "op", "value", "weight", "min_count", "rising", "falling", "min_change", "unless"}
 _UNLESS_KEYS = {"keys", "agg", "op", "value", "min_count"}
 _REMEDY_KEYS = {"id", "text", "advice", "when"}  # what a remedy sets is the workload's (playbooks/workloads/)
@@ -91,6 +91,9 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
         causes = spec.get("effect_of") or []
         if not isinstance(causes, list) or any(c != "any" and c not in KINDS for c in causes):
             raise ValueError(f"{where}.effect_of: expected a list of kinds (or [any]), got {causes!r}")
+        after = spec.get("after") or []
+        if not isinstance(after, list) or any(c not in KINDS for c in after):
+            raise ValueError(f"{where}.after: expected a list of kinds, got {after!r}")
         if isinstance(spec.get("root_cause"), str):
             spec["root_cause"] = [spec["root_cause"]]
         if not spec.get("root_cause"):

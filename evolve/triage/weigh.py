@@ -85,8 +85,10 @@ def _rank(book: Playbook, scores: dict[str, float], found: Found) -> list[str]:
     live = [k for k in KINDS if k not in GENERIC and scores[k] > 0]
 
     def effect(k: str) -> bool:
-        causes = book.kinds[k].get("effect_of") or []
-        return any(c != k and scores[c] >= DECIDES and ("any" in causes or c in causes) for c in live)
+        causes, after = book.kinds[k].get("effect_of") or [], book.kinds[k].get("after") or []
+        return any(c != k and scores[c] >= DECIDES and ("any" in causes or c in causes or
+                                                        (c in after and _first_line(found[c]) < _first_line(found[k])))
+                   for c in live)
 
     return sorted(live, key=lambda k: (effect(k), -scores[k], _first_line(found[k])))
 
