@@ -176,6 +176,24 @@ def test_a_closed_pipe_traceback_after_the_finish_marker_is_shutdown_noise_but_n
                                                  "ValueError: bad value")).kind != "healthy"
 
 
+CANCELLED = ("Exception in thread Thread-3:\nTraceback (most recent call last):\n"
+             '  File "/opt/py/lib/python3.8/threading.py", line 932, in _bootstrap_inner\n    self.run()\n'
+             '  File "/opt/app/train_loop.py", line 61, in feed\n    sess.run(enqueue_op, feed_dict=batch)\n'
+             "tensorflow.python.framework.errors_impl.CancelledError: Enqueue operation was cancelled\n"
+             "\t [[node input_queue_enqueue (defined at /opt/app/train_loop.py:40) ]]\n")
+
+
+def test_a_cancelled_thread_after_the_finish_marker_is_shutdown_noise_but_not_before_it_or_with_an_error():
+    finish = "step 90000 loss 0.0021\nstep 100000 loss 0.0019\nTraining completed.\n"
+    d = triage_text(finish + CANCELLED + "saved the last snapshot in models/\n")
+    assert d.kind == "healthy", d.explain
+    assert any("cancelled thread" in line for line in d.explain)
+    assert triage_text(CANCELLED + finish).kind != "healthy"  # cancelled before the finish: the run's own
+    assert triage_text(finish + CANCELLED.replace("Exception in thread Thread-3:\n", "")).kind != "healthy"
+    assert triage_text(finish + CANCELLED + "RuntimeError: the session was closed\n").kind != "healthy"
+    assert triage_text(finish + CANCELLED.replace("CancelledError", "ResourceExhaustedError")).kind != "healthy"
+
+
 def test_a_worried_question_under_two_finish_markers_is_healthy_but_an_error_line_is_not():
     log = ("Epoch 9: 100%|##########| 800/800 [03:10<00:00,  4.20it/s, loss=0.212]\n"
            "`Trainer.fit` stopped: `max_epochs=10` reached.\nTraining finished, writing the final report\n")

@@ -121,7 +121,8 @@ def diagnose(book: Playbook, scan: LogScan, verdict: str | None, facts: dict | N
     for source, line in finish:
         finished_at[source] = min(line, finished_at.get(source, line))
     if (quiet := without_shutdown_noise(scan, finished_at)) is not scan:
-        why.append((0.0, "a shutdown traceback after the finish marker (closed pipes in process plumbing): ignored"))
+        why.append((0.0, "a shutdown traceback after the finish marker (a closed pipe in process plumbing, "
+                         "a cancelled thread): ignored"))
         scan = quiet
     scores, found, from_rules = _weigh(book, scan, why)
     if verdict == "healthy":  # a run that says it succeeded can still be sick in its metrics (reward hacking)
