@@ -168,7 +168,11 @@ class LogScan:
         for hub, lits in self._hubs.items():
             lits = [lit for lit in lits if lit in wanted_shapes]
             if lits and hub in (shapes if hub in spaced else tokens):
-                found.update(lit for lit in lits if lit == hub or lit in (shapes if lit in spaced else tokens))
+                # every literal of a hub holds it, so it can only sit on the lines that hold the hub: a few
+                # lines to search instead of the whole blob once a literal
+                near = _lines_holding(shapes, hub) if len(lits) > 2 else shapes
+                words = b"\n".join(set(near.split())) if near is not shapes else tokens
+                found.update(lit for lit in lits if lit == hub or lit in (near if lit in spaced else words))
         return {lit for lit in wanted | set(self._key_literals) if _shape(lit) in found}
 
     def _spans(self, line: bytes) -> list[tuple[str | None, tuple[int, int], tuple[int, int]]]:
@@ -339,6 +343,17 @@ def _table_header(line: bytes, wanted) -> tuple[list[str | None], bytes | None] 
     if delimiter is None and 2 * sum(k is not None or c.lower() in _COUNTERS for k, c in zip(keys, cells)) < len(cells):
         return None  # words split by single spaces: a header of metrics and counters, not a sentence
     return (keys, delimiter) if any(keys) else None
+
+
+def _lines_holding(blob: bytes, needle: bytes) -> bytes:
+    """The lines of `blob` that contain `needle`, joined."""
+    out, pos = [], blob.find(needle)
+    while pos != -1:
+        end = blob.find(b"\n", pos)
+        end = len(blob) if end == -1 else end
+        out.append(blob[blob.rfind(b"\n", 0, pos) + 1:end])
+        pos = blob.find(needle, end)
+    return b"\n".join(out)
 
 
 class _ShapeIndex:
