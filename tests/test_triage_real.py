@@ -194,6 +194,17 @@ def test_a_cancelled_thread_after_the_finish_marker_is_shutdown_noise_but_not_be
     assert triage_text(finish + CANCELLED.replace("CancelledError", "ResourceExhaustedError")).kind != "healthy"
 
 
+def test_a_reward_models_score_that_moves_below_zero_is_a_signal_but_one_that_stays_at_zero_is_none():
+    def chat(scores: list[float]) -> str:  # DeepSpeed-Chat's step 3
+        steps = "".join(f"epoch: 0|step: {i}|ppo_ep: 1|act_loss: 0.0{i}|cri_loss: 0.08\naverage reward score: {r}\n"
+                        for i, r in enumerate(scores))
+        return steps + "saving model ...\n[launch.py:347:main] Process 184201 exits successfully.\n"
+    d = triage_text(chat([-0.4873, -0.4602, -0.4719, -0.4655]))
+    assert d.kind == "healthy", d.explain
+    assert triage_text(chat([0.0, 0.0, 0.0, 0.0])).kind == "reward_collapse"
+    assert triage_text(chat([-1.0, -1.0, -1.0, -1.0])).kind == "reward_collapse"  # one penalty for everything
+
+
 def test_a_worried_question_under_two_finish_markers_is_healthy_but_an_error_line_is_not():
     log = ("Epoch 9: 100%|##########| 800/800 [03:10<00:00,  4.20it/s, loss=0.212]\n"
            "`Trainer.fit` stopped: `max_epochs=10` reached.\nTraining finished, writing the final report\n")

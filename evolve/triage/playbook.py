@@ -44,7 +44,7 @@ _RULE_KEYS = {"keys", "agg", "op", "value", "weight", "min_count", "rising", "fa
 _UNLESS_KEYS = {"keys", "agg", "op", "value", "min_count"}
 _REMEDY_KEYS = {"id", "text", "advice", "when"}  # what a remedy sets is the workload's (playbooks/workloads/)
 OPS = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__}
-_AGGS = ("last", "max", "min", "mean")
+_AGGS = ("last", "max", "min", "mean", "range")  # range: max - min, how far a series moved
 # series ops beyond comparisons: any NaN/Inf; late mean ≥ value × early mean (grows) or ≤ early / value (shrinks);
 # every value within `value` of every other (constant: a reward that never moves gives no learning signal)
 TRENDS = ("nonfinite", "grows", "shrinks", "constant")

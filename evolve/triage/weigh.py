@@ -391,7 +391,7 @@ def _compare(cond: dict, scan: LogScan, need: int) -> tuple[str, str, float, int
     key, s = found
     agg = cond.get("agg", "last")
     value, line = {"last": (s.last, s.last_line), "max": (s.max, s.max_line), "min": (s.min, s.min_line),
-                   "mean": (s.total / s.n, s.last_line)}[agg]
+                   "mean": (s.total / s.n, s.last_line), "range": (s.max - s.min, s.max_line)}[agg]
     if not math.isfinite(value) or not OPS[cond["op"]](float(value), float(cond["value"])):
         return None
     return key, agg, value, line, s.n
