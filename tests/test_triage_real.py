@@ -75,6 +75,9 @@ def test_place_moves_a_new_case_into_its_threads_half(tmp_path):
     ("| step | loss |\n|------|------|\n| 1 | 0.5 |\n| 2 | nan |\n", "loss", 1),  # markdown table
     ("Epoch 1. Mean loss: 0.412.\nEpoch 2. Mean loss: nan.\n", "loss", 1),  # a value ends the sentence
     ("Step  Training Loss  Validation Loss\n10    0.61           0.70\n20    nan            0.72\n", "loss", 1),  # HF
+    ("        learner_stats:\n          kl: 0.01874\n        learner_stats:\n          kl: .inf\n"
+     "          kl: .nan\n          kl: -.inf\n", "kl", 3),  # YAML's spellings: RLlib's results
+    ("kl: 0.02\nkl: .inf\nkl: 0.03\nkl: 0.04\n", "kl", 1),  # ... one among numbers of the same shape
 ])
 def test_real_metric_formats_become_series_with_their_non_finite_values(text, key, nonfinite):
     scan = BOOK.scanner()

@@ -85,9 +85,11 @@ def features(w: Weighed, kind: str) -> list[float]:
 
 def allowed(w: Weighed, kind: str) -> bool:
     """`healthy` only with positive evidence: the hand weighing's own call, or a finish marker with no error,
-    no crash and no word of a failing run in sight (a false healthy is the worst miss)."""
+    no crash, no word of a failing run and no metric rule of a failure in sight (a false healthy is the worst
+    miss; a finish marker says the process ended, the metrics say how the run went)."""
     return kind != "healthy" or w.said == "healthy" or \
-        (w.finished and not w.error_symptom and not w.failing_symptom and w.scores["crash"] <= 0)
+        (w.finished and not w.error_symptom and not w.failing_symptom and w.scores["crash"] <= 0
+         and not any(v > 0 for k, v in w.rules.items() if k != "healthy"))
 
 
 @dataclass

@@ -36,11 +36,16 @@ RING = 200  # recent lines kept
 EXCERPT = 300  # characters of a line kept as evidence
 HEAD_CHARS = 8 << 10  # characters of the start of the text kept, for the prose classifier
 MAX_SERIES = 512  # metric keys tracked at most
-
-_NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|NAN|inf|Inf|INF|Infinity)"
+# NaN and infinity count as values, as Python, numpy and C print them and as YAML does (.inf, .nan: RLlib's results)
+_NUMBER = (rb"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|NAN|inf|Inf|INF|Infinity"
+           rb"|\.(?:nan|NaN|NAN|inf|Inf|INF))")
 # a value may come wrapped the way numpy or torch print it: np.float64(nan), tensor(0.31, device='cuda:0')
 _WRAPPED = rb"(?:np\.float(?:16|32|64)\(|tensor\(|\[)?"
 
+
+def _number(text: bytes) -> float:
+    """A value as _NUMBER matched it; YAML writes infinity and NaN as .inf and .nan, which float() refuses."""
+    return float(text.replace(b".", b"", 1) if text.lstrip(b"+-").startswith(b".") and text[-1:].isalpha() else text)
 
 
 @dataclass
@@ -145,11 +150,16 @@ class LogScan:
                 for key, (ka, kb), (a, b) in self._spans(lines[ns[0]]):
                     if key is not None:  # values sit at the same offsets in every line of the shape
                         cut = operator.itemgetter(slice(a, b))  # map/itemgetter: the slicing runs in C
-                        found.setdefault(key, []).append((ns, list(map(float, map(cut, map(lines.__getitem__, ns))))))
+                        cells = list(map(cut, map(lines.__getitem__, ns)))
+                        try:
+                            values = list(map(float, cells))
+                        except ValueError:  # a YAML .inf among them: the slow path only then
+                            values = list(map(_number, cells))
+                        found.setdefault(key, []).append((ns, values))
                         continue
                     for n in ns:  # a key with digits in it (eval_aime24_pass1): each line says which
                         if (named := self._wanted_key(lines[n][ka:kb].decode())) is not None:
-                            found.setdefault(named, []).append(([n], [float(lines[n][a:b])]))
+                            found.setdefault(named, []).append(([n], [_number(lines[n][a:b])]))
             for key, runs in found.items():
                 self.add_runs(key, runs, base, source)
         if self.log_metrics and (self._csv or headers or (base == 0 and _TB_HEADER.match(chunk))):
@@ -223,7 +233,7 @@ class LogScan:
                 continue  # the line may start a new table
             for key, cell in zip(columns, row, strict=True):
                 if key is not None and cell:
-                    self.add_metric(key, float(cell.strip(b'"')), base + n + 1, source)
+                    self.add_metric(key, _number(cell.strip(b'"')), base + n + 1, source)
             n += 1
 
     # ------------------------------------------------------------------------------ metrics
