@@ -45,7 +45,10 @@ _WRAPPED = rb"(?:np\.float(?:16|32|64)\(|tensor\(|\[)?"
 
 def _number(text: bytes) -> float:
     """A value as _NUMBER matched it; YAML writes infinity and NaN as .inf and .nan, which float() refuses."""
-    return float(text.replace(b".", b"", 1) if text.lstrip(b"+-").startswith(b".") and text[-1:].isalpha() else text)
+    try:
+        return float(text)
+    except ValueError:
+        return float(text.replace(b".", b"", 1))
 
 
 @dataclass
