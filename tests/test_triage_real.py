@@ -179,6 +179,29 @@ def test_a_closed_pipe_traceback_after_the_finish_marker_is_shutdown_noise_but_n
                                                  "ValueError: bad value")).kind != "healthy"
 
 
+POOL_DEL = """Exception ignored in: <function Pool.__del__ at 0x7f3c2a1b9e50>
+Traceback (most recent call last):
+  File "/usr/lib/python3.10/multiprocessing/pool.py", line 268, in __del__
+    self._change_notifier.put(None)
+  File "/usr/lib/python3.10/multiprocessing/queues.py", line 377, in put
+    self._writer.send_bytes(obj)
+OSError: [Errno 9] Bad file descriptor
+Exception ignored in sys.unraisablehook: <built-in function unraisablehook>
+"""
+
+
+def test_a_pools_unraisable_del_after_the_finish_marker_is_shutdown_noise_its_errno_and_hook_line_too():
+    """Python prints what a `__del__` raised and carries on (`Exception ignored in: ...`); a closed pipe there,
+    spelt `OSError: [Errno 9]`, says nothing of the training, nor does the hook's own note after it."""
+    finish = "step 113 pg_loss -0.0063 reward 0.742\nSaving checkpoint to ckpt/global_step_113\nTraining finished.\n"
+    d = triage_text(finish + POOL_DEL)
+    assert d.kind == "healthy", d.explain
+    assert not any("Exception ignored" in e.text for e in d.evidence)
+    assert triage_text(POOL_DEL + finish).kind != "healthy"
+    assert triage_text(finish + POOL_DEL.replace("[Errno 9] Bad file descriptor", "[Errno 5] Input/output error")
+                       ).kind != "healthy"  # not a closed pipe: an I/O error is the run's own
+
+
 CANCELLED = ("Exception in thread Thread-3:\nTraceback (most recent call last):\n"
              '  File "/opt/py/lib/python3.8/threading.py", line 932, in _bootstrap_inner\n    self.run()\n'
              '  File "/opt/app/train_loop.py", line 61, in feed\n    sess.run(enqueue_op, feed_dict=batch)\n'
@@ -400,3 +423,16 @@ def test_words_alone_do_not_overrule_a_finish_marker_in_a_log_with_progress_bars
            + "UserWarning: no accelerator is found, then device pinned memory won't be used.\n"
            + "{'train_runtime': '46.17', 'train_samples_per_second': 2.1, 'train_loss': '0.01', 'epoch': '1.0'}\n")
     assert triage_text(log, book).kind == "healthy"
+
+
+def test_a_sentence_wrapped_over_two_lines_meets_its_signature_and_the_classifier_reads_the_report_once():
+    from evolve.triage import targets
+    from evolve.triage.weigh import classifier_text
+
+    report = "Training GRPO on gsm8k for 300 steps now and the reward\nnever moves off zero at all.\n"
+    assert triage_text(report).kind == "reward_collapse"
+    scan = load_playbook().scanner()
+    scan_text(scan, report)
+    targets._unwrapped(scan, report, "<text>")
+    assert classifier_text(scan) == report  # the joined copy is for the signatures only
+    assert triage_text(report.replace("\n", " ", 1)).kind == "reward_collapse"

@@ -83,12 +83,13 @@ def _unwrapped(scan: LogScan, text: str, source: str) -> None:
             starts.append(number)
     if len(joined) == text.count("\n") + 1:
         return  # nothing was wrapped
-    before, ring, lines, metrics = set(scan.hits), scan.ring.copy(), scan.lines, scan.log_metrics
+    before, ring, lines, metrics, head = set(scan.hits), scan.ring.copy(), scan.lines, scan.log_metrics, scan.head
     scan.lines, scan.log_metrics = 0, False
     scan_text(scan, "\n".join(joined), source)
     for i in set(scan.hits) - before:
         scan.hits[i].line = starts[scan.hits[i].line - 1]
-    scan.ring, scan.lines, scan.log_metrics = ring, lines, metrics
+    # the classifier reads the report once, as it was trained to (the joined copy was only for the signatures)
+    scan.ring, scan.lines, scan.log_metrics, scan.head = ring, lines, metrics, head
 
 
 def _triage(target: str, book: Playbook) -> Diagnosis:
