@@ -436,3 +436,17 @@ def test_a_sentence_wrapped_over_two_lines_meets_its_signature_and_the_classifie
     targets._unwrapped(scan, report, "<text>")
     assert classifier_text(scan) == report  # the joined copy is for the signatures only
     assert triage_text(report.replace("\n", " ", 1)).kind == "reward_collapse"
+
+
+def test_kl_under_other_loggers_names_is_read_and_trls_sequence_kl_has_its_own_scale():
+    """CleanRL's losses/approx_kl and verl's actor/ppo_kl are the per-token estimates the KL rules know as approx_kl;
+    TRL PPO's objective/kl sums over a response's tokens, so a healthy 3-6 is no blow-up but growing tenfold is."""
+    clean = "".join(f"global_step={i} losses/approx_kl={v} charts/episodic_return={r}\n"
+                    for i, (v, r) in enumerate([(0.004, 12), (0.9, 10), (3.7, 4)], 1))
+    assert triage_text(clean).kind == "kl_blowup"
+
+    def trl(kls: list[float]) -> str:
+        return "".join(f"{{'objective/kl': {k}, 'objective/entropy': 40.1, 'ppo/mean_scores': 0.{i + 3}}}\n"
+                       for i, k in enumerate(kls))
+    assert triage_text(trl([0.041, 0.19, 0.70, 1.95])).kind == "kl_blowup"
+    assert triage_text(trl([3.1, 4.4, 5.2, 5.9])).kind != "kl_blowup"  # the adaptive controller's target is 6
