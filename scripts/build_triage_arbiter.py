@@ -32,7 +32,8 @@ from evolve.triage.playbook import _REMEDY_KEYS  # noqa: E402  (what today's loa
 
 # round prefix -> the commit whose rules had not yet learnt from it: the round was added there, or just after
 ROUNDS = {"r4": "f7cb6bb^", "r5": "45afa6e^", "r6": "240edd1", "r7": "99de800", "r8": "001c5de", "r9": "f8f87b0",
-          "r10": "983b7c4", "r11": "72f3373", "r12": "ff4be62", "r13": "d5d4228", "r14": "1497192", "r15": "29bd67d", "r16": "ef55d52"}
+          "r10": "983b7c4", "r11": "72f3373", "r12": "ff4be62", "r13": "d5d4228", "r14": "1497192",
+          "r15": "29bd67d", "r16": "ef55d52"}
 arbiter.load = lambda *_: None  # the shipped arbiter is what is rebuilt: it has no say here (and may be stale)
 
 

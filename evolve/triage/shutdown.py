@@ -22,9 +22,9 @@ _IGNORED = re.compile(r"^\s*Exception ignored in\b")
 _THREAD = re.compile(r"^\s*Exception in thread\b")
 _ERROR = re.compile(r"^\s*(\w+\.)*\w*(Error|Exception)\b")
 _CANCELLED = re.compile(r"^\s*(\w+\.)*CancelledError\b")
-_NODE = re.compile(r"^\s*\[\[")
+_NODE = re.compile(r"^\s*\[\[")  # TensorFlow's `[[node ...]]` under its error line
 # Python's note that sys.unraisablehook itself failed while it printed the error above: more of the same noise
-_HOOK_FAILED = re.compile(r"^\s*Exception ignored in sys\.unraisablehook\b")  # TensorFlow's `[[node ...]]` under its error line
+_HOOK_FAILED = re.compile(r"^\s*Exception ignored in sys\.unraisablehook\b")
 _FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)"')
 _PLUMBING = re.compile(r"[/\\](multiprocessing|concurrent|threading|weakref|atexit|queue|selectors|socket|"
                        r"asyncio|subprocess)([/\\.]|$)")
