@@ -276,6 +276,10 @@ class LogScan:
                     number = math.inf if value > 0 else -math.inf
                 self.add_metric(key, number, line, source)
 
+    def whole_in_head(self) -> bool:
+        """Whether `head` holds every line scanned, uncut (a pasted report, a short log)."""
+        return self.lines <= len(self.ring) and len(self.head) < HEAD_CHARS
+
     def wants(self, key: str) -> bool:
         if (known := self._wanted.get(key)) is None:
             known = self._wanted[key] = any(fnmatch.fnmatchcase(key, g) for g in self._key_globs)

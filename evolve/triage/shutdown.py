@@ -15,7 +15,7 @@ import copy
 import re
 from collections import deque
 
-from evolve.triage.scan import HEAD_CHARS, LogScan
+from evolve.triage.scan import LogScan
 
 _START = re.compile(r"^\s*(Traceback \(most recent call last\)|Exception ignored in\b)")
 _IGNORED = re.compile(r"^\s*Exception ignored in\b")
@@ -44,7 +44,7 @@ def without_shutdown_noise(scan: LogScan, finished_at: dict[str, int]) -> LogSca
     kept.hits = {i: h for i, h in scan.hits.items() if not (h.source == source and first <= h.line <= last)}
     kept.ring = deque((r for r in scan.ring if not (r[0] == source and first <= r[1] <= last)),
                       maxlen=scan.ring.maxlen)
-    if scan.lines <= len(scan.ring) and len(scan.head) < HEAD_CHARS and all(r[0] == source for r in scan.ring):
+    if scan.whole_in_head() and all(r[0] == source for r in scan.ring):
         # the head is this one text whole, line for line: the classifier does not read the noise either
         kept.head = "\n".join(t for n, t in enumerate(scan.head.split("\n"), 1) if not first <= n <= last)
     return kept

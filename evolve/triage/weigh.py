@@ -9,7 +9,7 @@ import string
 from evolve.triage import prose
 from evolve.triage.arbiter import Weighed
 from evolve.triage.playbook import OPS, Playbook
-from evolve.triage.scan import HEAD_CHARS, LogScan
+from evolve.triage.scan import LogScan
 from evolve.triage.shutdown import without_shutdown_noise
 from evolve.triage.vocabulary import KINDS, Diagnosis, Evidence, Remedy
 
@@ -259,7 +259,7 @@ def classifier_text(scan: LogScan) -> str:
     """What the classifier reads: the whole text when the head holds it, else the head and the last lines.
     The head, not the ring: the ring's lines are cut to an excerpt, and a user's report is often one long
     paragraph a line, of which the classifier (trained on whole texts) would read only the start."""
-    if scan.lines <= len(scan.ring) and len(scan.head) < HEAD_CHARS:
+    if scan.whole_in_head():
         return scan.head
     return scan.head + "\n" + "\n".join(t for _, _, t in scan.ring)
 
