@@ -5,6 +5,7 @@ the diff against the last healthy run."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -450,3 +451,36 @@ def test_kl_under_other_loggers_names_is_read_and_trls_sequence_kl_has_its_own_s
                        for i, k in enumerate(kls))
     assert triage_text(trl([0.041, 0.19, 0.70, 1.95])).kind == "kl_blowup"
     assert triage_text(trl([3.1, 4.4, 5.2, 5.9])).kind != "kl_blowup"  # the adaptive controller's target is 6
+
+
+@pytest.mark.parametrize("report", [
+    "GRPO on Qwen2.5-7B with beta=0.04. After about 300 steps the kl reaches 50 and the completions turn into garbage.",
+    "After 1 epoch the KL between policy and ref is around 40, which seems way too big",
+    "The kl metric in wandb shoots to 1e4 at step 800 and the model outputs repeated tokens.",
+    "KL went through the roof after we switched to bf16.",
+    "Why does the KL increase so fast in DPO? by epoch 2 it is at 30",
+    "Why does ref_kl keep increasing? it is now 12 and the model repeats itself",
+    "训练到 200 步 kl 直接飙到 30 多，配置是 beta=0.0",
+    "The kl loss is increasing continuously from 0 to 4 during GRPO training, is the model broken?",
+])
+def test_a_kl_told_at_a_size_or_soaring_in_other_words_is_kl_blowup_never_healthy(report):
+    """Each was `unknown` or, worse, `healthy` before (the last at 0.9: a healthy rule for GRPO's loss near 0 read
+    the KL loss rising "from 0")."""
+    assert triage_text(report).kind == "kl_blowup"
+
+
+def test_a_kl_coefficient_or_a_reward_that_climbs_beside_the_kl_is_no_blowup():
+    for report in ["I set kl_coef to 10 and the reward barely moves",
+                   "we trained for 30 epochs with kl penalty beta 0.05 and it went fine"]:
+        assert triage_text(report).kind != "kl_blowup"
+    signature = [s for s in BOOK.kinds["kl_blowup"]["signatures"] if "through the roof" in s["regex"]]
+    assert signature and not re.search(signature[0]["regex"], "kl reaches 0.1 after 1000 steps and the reward keeps "
+                                                              "climbing")
+
+
+def test_a_grad_norm_logged_above_max_grad_norm_is_the_norm_before_clipping_not_an_explosion():
+    asked = ("My logged grad_norm is 3-5 on most steps even though I set max_grad_norm=1.0. "
+             "Is gradient clipping not working?")
+    assert triage_text(asked).kind == "healthy"
+    exploding = "grad_norm spikes above 100 although I set max_grad_norm=1, training diverges"
+    assert triage_text(exploding).kind == "grad_explosion"
